@@ -1,0 +1,5 @@
+import sys
+
+from cxrviewer.cli import main
+
+sys.exit(main())
