@@ -181,12 +181,12 @@ class EvaluationReport:
 def bootstrap_aurocs(y: np.ndarray, s: np.ndarray, n_bootstrap: int, seed: int = DEFAULT_SEED) -> np.ndarray:
     """AUROC of each percentile-bootstrap resample of cases; NaN where a resample has one class.
 
-    The AUROC of a resample is computed as the Mann-Whitney statistic from average ranks,
-    which equals ``roc_auc_score`` exactly (ties count one half) but runs on all resamples
-    at once: 14 classes x 1000 resamples one by one would take a minute on two cores.
+    A resample is drawn as case indices (``default_rng(seed).integers(0, n, (B, n))``) and
+    scored as the Mann-Whitney statistic with ties counted one half, which equals
+    ``roc_auc_score`` on the resampled cases exactly. Scores are sorted once; each resample
+    only re-weights the cases by how often it drew them, so the cost is O(n) per resample
+    instead of a sort (1000 resamples of 112,120 NIH films: seconds, not a minute per class).
     """
-    from scipy.stats import rankdata
-
     y = np.asarray(y, dtype=np.float64)
     s = np.asarray(s, dtype=np.float64)
     n = len(y)
@@ -194,18 +194,27 @@ def bootstrap_aurocs(y: np.ndarray, s: np.ndarray, n_bootstrap: int, seed: int =
     out = np.full(n_bootstrap, np.nan)
     if n == 0 or n_bootstrap <= 0:
         return out
+    order = np.argsort(s, kind="stable")
+    s_sorted, pos_sorted = s[order], y[order]
+    # first sorted position of each distinct score: ties share one group
+    starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
+    rank_of_case = np.empty(n, dtype=np.int64)
+    rank_of_case[order] = np.arange(n)
     chunk = max(1, _CHUNK_ELEMENTS // n)
-    for start in range(0, n_bootstrap, chunk):
-        stop = min(n_bootstrap, start + chunk)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        ys, ss = y[idx], s[idx]
-        n1 = ys.sum(axis=1)
-        n0 = n - n1
-        ranks = rankdata(ss, axis=1)
+    for first in range(0, n_bootstrap, chunk):
+        rows = min(n_bootstrap, first + chunk) - first
+        idx = rng.integers(0, n, size=(rows, n))
+        # how often each case (in sorted order) was drawn, per resample
+        flat = (rank_of_case[idx] + (np.arange(rows) * n)[:, None]).ravel()
+        counts = np.bincount(flat, minlength=rows * n).reshape(rows, n).astype(np.float64)
+        pos = np.add.reduceat(counts * pos_sorted, starts, axis=1)  # positives per score group
+        neg = np.add.reduceat(counts, starts, axis=1) - pos
+        below = np.cumsum(neg, axis=1) - neg  # negatives with a strictly lower score
+        n1, n0 = pos.sum(axis=1), neg.sum(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            auc = ((ranks * ys).sum(axis=1) - n1 * (n1 + 1) / 2) / (n1 * n0)
+            auc = (pos * (below + 0.5 * neg)).sum(axis=1) / (n1 * n0)
         auc[(n1 == 0) | (n0 == 0)] = np.nan
-        out[start:stop] = auc
+        out[first:first + rows] = auc
     return out
 
 
