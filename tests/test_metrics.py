@@ -51,8 +51,9 @@ def test_auroc_and_roc_equal_sklearn_on_real_films(thumbs):
 def test_bootstrap_resample_aurocs_equal_sklearn_per_resample(thumbs):
     y, s = thumbs
     aucs = bootstrap_aurocs(y, s, 40, seed=7)
-    # The same resamples drawn independently, each scored by scikit-learn.
-    idx = np.random.default_rng(7).integers(0, len(y), size=(40, len(y)))
+    # The same resamples (positions in stable score order), each scored by scikit-learn.
+    order = np.argsort(s, kind="stable")
+    idx = order[np.random.default_rng(7).integers(0, len(y), size=(40, len(y)))]
     expected = [roc_auc_score(y[i], s[i]) for i in idx]
     np.testing.assert_allclose(aucs, expected, rtol=0, atol=1e-12)
 
@@ -76,7 +77,7 @@ def test_resamples_with_one_class_are_skipped_and_counted():
     y = np.array([1] + [0] * 9)
     s = np.linspace(0.9, 0.0, 10)
     m = evaluate_class("Rare", y, s, n_bootstrap=300, seed=1)
-    idx = np.random.default_rng(1).integers(0, 10, size=(300, 10))
+    idx = np.argsort(s, kind="stable")[np.random.default_rng(1).integers(0, 10, size=(300, 10))]
     with_positive = int((y[idx].sum(axis=1) > 0).sum())
     assert 0 < m.n_bootstrap_valid == with_positive < 300
     aucs = bootstrap_aurocs(y, s, 300, seed=1)
@@ -197,3 +198,17 @@ def test_multiclass_one_vs_rest_and_argmax_confusion_matrix():
 def test_shape_mismatch_is_a_programming_error():
     with pytest.raises(ValueError):
         evaluate(np.zeros((4, 2)), np.zeros((5, 2)), ["A", "B"])
+
+
+def test_roc_json_is_thinned_for_large_sets_but_keeps_its_ends():
+    rng = np.random.default_rng(9)
+    y = rng.integers(0, 2, 20_000)
+    s = rng.random(20_000) + 0.2 * y
+    m = evaluate_class("Big", y, s, n_bootstrap=0)
+    d = m.roc.to_dict(max_points=500)
+    assert len(m.roc.fpr) > 500 and d["points"] == len(d["fpr"]) == len(d["tpr"]) <= 500
+    assert d["thinned_from"] == len(m.roc.fpr)
+    assert (d["fpr"][0], d["tpr"][0], d["fpr"][-1], d["tpr"][-1]) == (0.0, 0.0, 1.0, 1.0)
+    assert np.all(np.diff(d["fpr"]) >= 0) and np.all(np.diff(d["tpr"]) >= 0)
+    # the thinned curve still integrates to the AUROC within plotting accuracy
+    assert np.trapezoid(d["tpr"], d["fpr"]) == pytest.approx(m.auroc, abs=0.01)
