@@ -251,3 +251,28 @@ def test_bad_input_exits_2_with_one_line(case, tmp_path, nih_case, capsys):
     assert rc == 2
     assert len(err.strip().splitlines()) == 1 and err.startswith("cxrviewer evaluate: ")
     assert not (tmp_path / "rep").exists()
+
+
+def test_all_error_rows_is_bad_input(tmp_path, nih_case, capsys):
+    _, labels, _ = nih_case
+    write_results(tmp_path / "r.csv", LABELS,
+                  [format_row("a.png", status_error("unreadable"), None, None, "m", SHA, LABELS)])
+    assert cli_main(["evaluate", str(tmp_path / "r.csv"), "--labels", str(labels), "--out", str(tmp_path / "o")]) == 2
+    assert "no film was scored (error rows: 1 of 1)" in capsys.readouterr().err
+
+
+def test_write_report_for_in_memory_evaluation(tmp_path):
+    """The training pipeline and the GUI evaluate arrays directly, without CSV files."""
+    from cxrviewer.metrics import evaluate
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, (60, 2)).astype(float)
+    y[:, 1] = 0
+    r = evaluate(y, rng.random((60, 2)), ["Effusion", "Hernia"], thresholds={"Effusion": 0.5, "Hernia": 0.5},
+                 threshold_source="card", n_bootstrap=20)
+    r.model_name, r.threshold_note = "validation run", "Youden J on validation"
+    written = write_report(r, tmp_path / "val")
+    md = written["markdown"].read_text()
+    assert "Hernia: not estimable (no positive case among 60" in md and NOT_FOR_DIAGNOSIS in md
+    assert json.loads(written["json"].read_text())["source"] == {}
+    assert written["png:overview"].is_file() and written["png:Effusion"].is_file()
