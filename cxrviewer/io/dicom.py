@@ -8,7 +8,9 @@ Modality LUT (rescale or LUT) -> VOI (window or VOI LUT) -> MONOCHROME1 inversio
 from __future__ import annotations
 
 import io
+import logging
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +34,27 @@ from cxrviewer.io.film import (
     WindowPreset,
 )
 from cxrviewer.io.limits import check_dimensions
+from cxrviewer.io.raster import luminance
 from cxrviewer.io.window import apply_window, window_for_range
 
-# pydicom's reading validation warns with the offending value, which may be a patient
-# name; those warnings end up in logs, so values are not validated while reading.
+# pydicom's warnings quote header bytes (a damaged file's warning can hold the patient's
+# name) and go both to the "pydicom" logger and to Python warnings, which the app's logs
+# collect. Patient data must never reach a log, so while reading: no value validation,
+# no pydicom log records, no pydicom UserWarnings. Problems that matter surface as
+# FilmError reasons or Film.warnings written by this module.
 pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+logging.getLogger("pydicom").addFilter(lambda record: False)
+_PYDICOM_MODULES = r"pydicom(\.|$)"
+
+
+def _silence_pydicom_warnings() -> None:
+    """Ignore pydicom's UserWarnings; re-added if a warnings context dropped the filter
+    (``warnings.catch_warnings`` restores the filter list when it exits)."""
+    for action, _message, category, module, _line in warnings.filters:
+        if action == "ignore" and category is UserWarning and module is not None:
+            if module.pattern == _PYDICOM_MODULES:
+                return
+    warnings.filterwarnings("ignore", category=UserWarning, module=_PYDICOM_MODULES)
 
 AUTO_PERCENTILES = (0.5, 99.5)  # automatic window when the file carries no VOI
 _AUTO_SAMPLE = 1_000_000  # pixels sampled for the automatic window's percentiles
@@ -78,8 +96,9 @@ def read_dicom(path: Path, data: bytes, *, has_preamble: bool = True) -> Film:
 
     ``has_preamble=False`` reads a legacy file without the 128-byte preamble and ``DICM``.
     """
+    _silence_pydicom_warnings()
     ds = _parse(path, data, force=not has_preamble)
-    warnings: list[str] = []
+    notes: list[str] = []  # become Film.warnings
 
     pixel_keyword = _check_pixel_element(path, ds, data)
     rows, columns = _int(ds, "Rows"), _int(ds, "Columns")
@@ -98,14 +117,14 @@ def read_dicom(path: Path, data: bytes, *, has_preamble: bool = True) -> Film:
 
     stored = _decode_first_frame(path, ds, tsyntax, frames)
     if frames > 1:
-        warnings.append(f"multi-frame DICOM ({frames} frames): showing the first frame only")
+        notes.append(f"multi-frame DICOM ({frames} frames): showing the first frame only")
 
     meta = _meta(ds, rows, columns, photometric, tsyntax, frames)
     if photometric in ("MONOCHROME1", "MONOCHROME2") and samples == 1:
         raw, pixels = _grayscale_display(path, ds, stored, meta)
     else:
         raw, pixels = _colour_to_grey(ds, stored, photometric)
-        warnings.append(f"colour DICOM ({photometric or 'unknown colour'}) converted to grey")
+        notes.append(f"colour DICOM ({photometric or 'unknown colour'}) converted to grey")
         meta.applied_voi = "colour converted to grey (luminance); no VOI"
         meta.window_presets = [WindowPreset(*window_for_range(0, _stored_max(ds)), "FULL RANGE")]
     meta.tags, identifiers = _split_header(ds)
@@ -114,7 +133,7 @@ def read_dicom(path: Path, data: bytes, *, has_preamble: bool = True) -> Film:
         pixels=pixels,
         raw=raw,
         meta=meta,
-        warnings=warnings,
+        warnings=notes,
         identifiers=PatientIdentifiers(identifiers),
     )
 
@@ -330,8 +349,6 @@ def _colour_to_grey(
     if rgb.ndim == 2:  # odd header: colour declared but one sample; treat as grey
         grey = rgb.astype(np.float32)
     else:
-        from cxrviewer.io.raster import luminance
-
         grey = luminance(rgb[..., :3], order="RGB")
     if photometric == "PALETTE COLOR":  # the palette's entries fill its dtype (8 or 16 bit)
         top = float(np.iinfo(rgb.dtype).max)
