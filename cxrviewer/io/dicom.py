@@ -114,14 +114,21 @@ def read_dicom(path: Path, data: bytes, *, has_preamble: bool = True) -> Film:
         )
     tsyntax = _transfer_syntax(path, ds)
     _check_decoder(path, tsyntax)
+    if not photometric and samples == 1:
+        ds.PhotometricInterpretation = "MONOCHROME2"  # pydicom needs one to decode
 
     stored = _decode_first_frame(path, ds, tsyntax, frames)
     if frames > 1:
         notes.append(f"multi-frame DICOM ({frames} frames): showing the first frame only")
 
     meta = _meta(ds, rows, columns, photometric, tsyntax, frames)
-    if photometric in ("MONOCHROME1", "MONOCHROME2") and samples == 1:
-        raw, pixels = _grayscale_display(path, ds, stored, meta)
+    if samples == 1 and photometric != "PALETTE COLOR":
+        if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+            notes.append(
+                f"photometric interpretation {photometric or 'missing'} with one sample per"
+                " pixel: shown as MONOCHROME2 (white = high values)"
+            )
+        raw, pixels = _grayscale_display(path, ds, stored, meta, notes)
     else:
         raw, pixels = _colour_to_grey(ds, stored, photometric)
         notes.append(f"colour DICOM ({photometric or 'unknown colour'}) converted to grey")
@@ -158,7 +165,7 @@ def _check_pixel_element(path: Path, ds: Dataset, data: bytes) -> str:
             return keyword
     # pydicom drops an encapsulated Pixel Data element cut off by the end of the file,
     # so a truncated film reads as one without pixels; the tag's bytes give it away.
-    if any(tag in data[132:] for tag in _PIXEL_DATA_TAG_BYTES):
+    if any(data.find(tag, 132) != -1 for tag in _PIXEL_DATA_TAG_BYTES):
         raise CorruptFilmError(path, "DICOM file is truncated: pixel data is incomplete")
     sop_class = ds.get("SOPClassUID")
     kind = f" ({UID(str(sop_class)).name})" if sop_class else ""
@@ -236,7 +243,7 @@ def _preferred_plugin(tsyntax: UID) -> str:
 
 
 def _grayscale_display(
-    path: Path, ds: Dataset, stored: np.ndarray, meta: FilmMeta
+    path: Path, ds: Dataset, stored: np.ndarray, meta: FilmMeta, notes: list[str]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Modality LUT, then VOI, then MONOCHROME1 inversion. Returns (raw, pixels)."""
     try:
@@ -252,10 +259,15 @@ def _grayscale_display(
     meta.voi_lut_names = _voi_lut_names(ds)
     meta.invert = meta.photometric == "MONOCHROME1"
 
+    pixels = None
     if meta.voi_lut_names:
         # A VOI LUT is the vendor's tuned display curve; pydicom's apply_voi_lut also
         # prefers it over the window when both are present.
-        pixels = _apply_voi_lut_item(ds, ds.VOILUTSequence[0], raw)
+        try:
+            pixels = _apply_voi_lut_item(ds, ds.VOILUTSequence[0], raw)
+        except Exception as exc:  # a damaged LUT should not make the film unviewable
+            notes.append(f"VOI LUT unusable ({_first_line(exc)}): window used instead")
+    if pixels is not None:
         meta.applied_voi = f"VOI LUT {meta.voi_lut_names[0]!r} (first of {len(meta.voi_lut_names)})"
         if meta.invert:
             np.subtract(np.float32(1.0), pixels, out=pixels)
@@ -317,8 +329,9 @@ def _apply_voi_lut_item(ds: Dataset, item: Dataset, values: np.ndarray) -> np.nd
     index = np.asarray(values)
     index = np.rint(index) if index.dtype.kind == "f" else index.astype(np.int64)
     index = np.clip(index - first_mapped, 0, lut.size - 1).astype(np.intp)
-    # Output range is 0 .. 2**bits - 1; some writers declare 16 bits for 12-bit entries,
-    # so, as DCMTK does, use the bits the entries actually need when that is fewer.
+    # Output range is 0 .. 2**bits - 1. Some writers declare 16 bits for 12-bit entries,
+    # which would show a nearly black film, so scale by the bits the entries use when
+    # that is fewer than declared.
     used_bits = min(max(int(lut.max()).bit_length(), 1), bits if bits > 0 else 16)
     return lut[index] * np.float32(1.0 / (2**used_bits - 1))
 

@@ -387,3 +387,23 @@ def test_shared_film_identifiers_are_not_in_meta(rel):
     assert film.identifiers.values["PatientName"] == str(ds.PatientName)
     assert ds.PatientID not in repr(film) + str(film.meta)
 
+
+
+def test_damaged_voi_lut_falls_back_to_the_window(nih_dx_path, tmp_path):
+    path, _, _ = _voi_lut_film(nih_dx_path, tmp_path)
+    ds = pydicom.dcmread(path)
+    ds.VOILUTSequence[0].LUTDescriptor = [4096, 0]  # third value missing
+    film = load_film(save(ds, tmp_path / "bad-lut.dcm"))
+    stored = ds.pixel_array.astype(np.float64)
+    np.testing.assert_allclose(film.pixels, _linear_window(stored, 2048, 4096), atol=1e-6)
+    assert any("VOI LUT unusable" in w for w in film.warnings)
+    assert film.meta.applied_voi.startswith("window")
+
+
+def test_missing_photometric_is_shown_as_monochrome2_with_warning(nih_dx_path, tmp_path):
+    ds = pydicom.dcmread(nih_dx_path)
+    stored = ds.pixel_array
+    del ds.PhotometricInterpretation
+    film = load_film(save(ds, tmp_path / "no-photometric.dcm"))
+    np.testing.assert_allclose(film.pixels, stored / 255.0, atol=1e-6)
+    assert any("photometric interpretation missing" in w for w in film.warnings)
