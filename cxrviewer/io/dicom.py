@@ -18,7 +18,7 @@ import numpy as np
 import pydicom
 from pydicom import config as pydicom_config
 from pydicom.dataelem import DataElement
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, apply_modality_lut, get_decoder
@@ -36,25 +36,6 @@ from cxrviewer.io.film import (
 from cxrviewer.io.limits import check_dimensions
 from cxrviewer.io.raster import luminance
 from cxrviewer.io.window import apply_window, window_for_range
-
-# pydicom's warnings quote header bytes (a damaged file's warning can hold the patient's
-# name) and go both to the "pydicom" logger and to Python warnings, which the app's logs
-# collect. Patient data must never reach a log, so while reading: no value validation,
-# no pydicom log records, no pydicom UserWarnings. Problems that matter surface as
-# FilmError reasons or Film.warnings written by this module.
-pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
-logging.getLogger("pydicom").addFilter(lambda record: False)
-_PYDICOM_MODULES = r"pydicom(\.|$)"
-
-
-def _silence_pydicom_warnings() -> None:
-    """Ignore pydicom's UserWarnings; re-added if a warnings context dropped the filter
-    (``warnings.catch_warnings`` restores the filter list when it exits)."""
-    for action, _message, category, module, _line in warnings.filters:
-        if action == "ignore" and category is UserWarning and module is not None:
-            if module.pattern == _PYDICOM_MODULES:
-                return
-    warnings.filterwarnings("ignore", category=UserWarning, module=_PYDICOM_MODULES)
 
 AUTO_PERCENTILES = (0.5, 99.5)  # automatic window when the file carries no VOI
 _AUTO_SAMPLE = 1_000_000  # pixels sampled for the automatic window's percentiles
@@ -89,6 +70,26 @@ IDENTIFYING_KEYWORDS = frozenset(
 )  # fmt: skip
 _IDENTIFYING_VRS = frozenset({"PN", "DA", "DT", "TM", "LT", "ST", "UT"})
 _TAG_TEXT_LIMIT = 160  # characters of a value shown in the tag panel
+
+
+# pydicom's warnings quote header bytes (a damaged file's warning can hold the patient's
+# name) and go both to the "pydicom" logger and to Python warnings, which the app's logs
+# collect. Patient data must never reach a log, so while reading: no value validation,
+# no pydicom log records, no pydicom UserWarnings. Problems that matter surface as
+# FilmError reasons or Film.warnings written by this module.
+pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+logging.getLogger("pydicom").addFilter(lambda record: False)
+_PYDICOM_MODULES = r"pydicom(\.|$)"
+
+
+def _silence_pydicom_warnings() -> None:
+    """Ignore pydicom's UserWarnings; re-added if a warnings context dropped the filter
+    (``warnings.catch_warnings`` restores the filter list when it exits)."""
+    for action, _message, category, module, _line in warnings.filters:
+        if action == "ignore" and category is UserWarning and module is not None:
+            if module.pattern == _PYDICOM_MODULES:
+                return
+    warnings.filterwarnings("ignore", category=UserWarning, module=_PYDICOM_MODULES)
 
 
 def read_dicom(path: Path, data: bytes, *, has_preamble: bool = True) -> Film:
@@ -152,10 +153,10 @@ def _parse(path: Path, data: bytes, *, force: bool) -> Dataset:
     try:
         return pydicom.dcmread(io.BytesIO(data), force=force)
     except InvalidDicomError as exc:
-        raise NotAFilmError(path, f"not a valid DICOM file ({exc})") from exc
+        raise NotAFilmError(path, f"not a valid DICOM file ({_first_line(exc)})") from exc
     except (EOFError, OSError, ValueError, KeyError, TypeError, IndexError, OverflowError) as exc:
         raise CorruptFilmError(
-            path, f"DICOM header is damaged or truncated ({type(exc).__name__}: {exc})"
+            path, f"DICOM header is damaged or truncated ({type(exc).__name__}: {_first_line(exc)})"
         ) from exc
 
 
@@ -183,7 +184,7 @@ def _transfer_syntax(path: Path, ds: Dataset) -> UID:
         if little is False:
             raise UnsupportedFilmError(path, "big-endian DICOM without a transfer syntax")
         tsyntax = ImplicitVRLittleEndian if implicit in (True, None) else ExplicitVRLittleEndian
-        ds.file_meta = file_meta if file_meta is not None else pydicom.dataset.FileMetaDataset()
+        ds.file_meta = file_meta if file_meta is not None else FileMetaDataset()
         ds.file_meta.TransferSyntaxUID = tsyntax
     return UID(str(tsyntax))
 
