@@ -407,3 +407,16 @@ def test_missing_photometric_is_shown_as_monochrome2_with_warning(nih_dx_path, t
     film = load_film(save(ds, tmp_path / "no-photometric.dcm"))
     np.testing.assert_allclose(film.pixels, stored / 255.0, atol=1e-6)
     assert any("photometric interpretation missing" in w for w in film.warnings)
+
+
+def test_ybr_jpeg_colour_dicom_becomes_grey(nih_dx_path, tmp_path):
+    """Colour JPEG secondary captures are YBR_FULL_422; pydicom converts to RGB first."""
+    ds = pydicom.dcmread(nih_dx_path)
+    grey = ds.pixel_array
+    bgr = np.stack([grey // 2, grey, grey], axis=-1).astype(np.uint8)
+    encapsulate_jpeg(ds, bgr, quality=95)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "YBR_FULL_422", 0
+    film = load_film(save(ds, tmp_path / "ybr.dcm"))
+    expected = (0.299 * grey + 0.587 * grey + 0.114 * (grey // 2)) / 255.0
+    assert np.abs(film.pixels - expected).mean() < 1.5 / 255  # JPEG loss, chroma subsampling
+    assert any("YBR_FULL_422" in w for w in film.warnings)
