@@ -33,6 +33,10 @@ class UnsupportedFilmError(FilmError):
     """A valid file we deliberately do not handle (compression without decoder, too large, 3-D)."""
 
 
+class UnreadableFilmError(FilmError):
+    """The path cannot be read at all: missing, a folder, permission denied, I/O error."""
+
+
 @dataclass(frozen=True)
 class WindowPreset:
     """A VOI window: centre and width in modality units, as DICOM defines them."""
@@ -40,6 +44,7 @@ class WindowPreset:
     center: float
     width: float
     name: str = ""
+    function: str = "LINEAR"  # VOILUTFunction: LINEAR, LINEAR_EXACT or SIGMOID
 
 
 @dataclass
@@ -65,6 +70,9 @@ class FilmMeta:
     transfer_syntax: str | None = None
     # Non-identifying header elements for the tag panel: (tag "(0028,0010)", keyword, value text).
     tags: list[tuple[str, str, str]] = field(default_factory=list)
+    # True for MONOCHROME1: pixels = 1 - VOI(raw); the GUI passes it to apply_window(invert=).
+    invert: bool = False
+    frames: int = 1  # frames in the file; Film holds the first
 
 
 class PatientIdentifiers:
