@@ -147,3 +147,14 @@ def test_prediction_top(tiny_predictor, nih_films):
     top = pred.top(3)
     assert len(top) == 3 and top[0][1] == max(pred.probabilities.values())
     assert [v for _, v in top] == sorted([v for _, v in top], reverse=True)
+
+
+def test_warm_up_traces_once_and_later_calls_reuse_it(tmp_path, nih_films):
+    predictor = load_model(make_tiny_model(tmp_path, CXR14_LABELS))
+    predictor.warm_up()
+    assert predictor._forward.experimental_get_tracing_count() == 1
+    predictor.predict(nih_films[:3])
+    predictor.explain(nih_films[0], ["Mass", "Edema"])
+    predictor.explain(nih_films[1])
+    assert predictor._forward.experimental_get_tracing_count() == 1
+    assert predictor._gradcam._run.experimental_get_tracing_count() == 1
