@@ -166,6 +166,8 @@ def main(argv=None) -> int:
     print(f"(c) probabilities + Grad-CAM, top {args.top_k} maps         {t_explain:8.1f} ms/film   "
           f"{t_explain / raw:5.2f}x raw (target <= 1.3x)")
     print(f"    probabilities + Grad-CAM, 1 map               {t_explain1:8.1f} ms/film   {t_explain1 / raw:5.2f}x raw")
+    print(f"    Grad-CAM overhead at equal batch size (c / one-per-call predict): top {args.top_k} "
+          f"{t_explain / t_single:5.2f}x, 1 map {t_explain1 / t_single:5.2f}x")
     spread = {name: (max(v) - min(v)) / min(v) * 100 for name, v in runs.items()}
     print(f"\nbest of {reps} interleaved rounds; spread between rounds (max-min)/min: "
           + ", ".join(f"{k} {v:.0f}%" for k, v in spread.items()))
