@@ -247,32 +247,36 @@ def score_folder(folder, out_csv, predictor, *, gradcam_dir=None, shard: tuple[i
     return summary
 
 
+def _reason(item) -> str:
+    """The failure without the file name the loader put in front (the row names the file)."""
+    prefix = f"{item.path.name}: "
+    return item.error[len(prefix):] if item.error.startswith(prefix) else item.error
+
+
 def _score_batch(batch, folder, predictor, log, gradcam_root, done_before):
-    """-> list of (ScoredRow or None, overlays written, message) in batch order."""
-    rels = [relative_path(item.path, folder) for item in batch]
-    to_score = [i for i, item in enumerate(batch) if item.ok and rels[i] not in done_before]
+    """One ``PreparedBatch`` -> list of (ScoredRow or None, overlays written, message), in order."""
     predictions = {}
-    if gradcam_root is None and to_score:
-        outputs = predictor.predict_arrays(np.stack([batch[i].x for i in to_score]))
-        predictions = {i: predictor.to_prediction(batch[i].film, o) for i, o in zip(to_score, outputs)}
+    if gradcam_root is None and batch.films:
+        outputs = predictor.predict_arrays(batch.x)
+        predictions = {id(f): predictor.to_prediction(f, o) for f, o in zip(batch.films, outputs)}
     results = []
-    for i, item in enumerate(batch):
-        rel = rels[i]
+    for item in batch.items:
+        rel = relative_path(item.path, folder)
         if rel in done_before:  # scored before; only its Grad-CAM overlay is missing
-            if not item.ok:
-                results.append((None, 0, f"overlay for {rel} not written: {item.error}"))
+            if item.error is not None:
+                results.append((None, 0, f"{rel}: overlay not written: {_reason(item)}"))
                 continue
             _, written, problem = _explain_and_draw(item, rel, predictor, gradcam_root)
-            results.append((None, int(written), problem))
+            results.append((None, int(written is not None), problem))
             continue
-        if not item.ok:
-            status = status_error(str(item.error))
+        if item.error is not None:
+            status = status_error(item.error)
             results.append((ScoredRow(item.path, rel, status, None, [], log.row(rel, status, None, [])), 0,
-                            f"{rel}: {item.error.reason}"))
+                            f"{rel}: failed: {_reason(item)}"))
             continue
         overlay, message = None, None
         if gradcam_root is None:
-            pred = predictions[i]
+            pred = predictions[id(item.film)]
             warnings = list(pred.warnings)
         else:
             pred, overlay, problem = _explain_and_draw(item, rel, predictor, gradcam_root)

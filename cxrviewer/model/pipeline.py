@@ -1,100 +1,132 @@
-"""Decode -> prepare -> infer overlap: films are read and prepared by a thread pool while the
-model runs on the previous batch.
+"""Decode films on a few threads while the model scores the previous batch.
 
-``iter_prepared`` takes a (lazy) iterable of paths and yields batches of ``PreparedFilm`` in
-input order. Decoding (pydicom, OpenCV) and ``Predictor.prepare`` release the GIL for most
-of their work, so a few threads keep the model fed. At most ``prefetch`` batches beyond the
-one being yielded are in flight, so memory stays bounded whatever the number of paths, and
-the path iterable is consumed only as fast as films are needed.
-
-A file that cannot be used becomes a ``PreparedFilm`` with ``error`` set (the loader's
-``FilmError``, or one made from an unexpected preparation failure); it never stops the run.
+``iter_prepared`` turns a (lazy) sequence of paths into batches of model inputs, in input
+order, with every unreadable file reported beside the batch instead of stopping it. A
+small thread pool loads and prepares films (OpenCV, pydicom and NumPy release the GIL for
+the heavy parts); a bounded window of pending files keeps memory flat on folders of any
+size. ``iter_predictions`` adds the model call. Batch scoring, the GUI batch panel and the
+inference benchmark all use these two.
 """
 
 from __future__ import annotations
 
-import collections
 import os
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from cxrviewer.io import CorruptFilmError, Film, FilmError, load_film
 
-DEFAULT_PREFETCH = 2  # batches decoded ahead of the one the model is working on
+@dataclass
+class PreparedItem:
+    """One input path: its film and model input, or why it could not be used."""
+
+    path: Path
+    film: object | None = None  # cxrviewer.io.Film
+    x: np.ndarray | None = None
+    error: str | None = None  # one line: "<file name>: <reason>"
 
 
 @dataclass
-class PreparedFilm:
-    """One path after decoding: the film and its model input, or why it could not be used."""
+class PreparedBatch:
+    """Consecutive input paths: ``items`` all of them in order, ``films``/``x`` the usable ones."""
 
-    path: Path
-    film: Film | None = None
-    x: np.ndarray | None = None  # (size, size, channels) float32 model input
-    error: FilmError | None = None
+    items: list[PreparedItem]
+    films: list = field(default_factory=list)
+    x: np.ndarray | None = None  # (len(films), size, size, channels) float32
 
     @property
-    def ok(self) -> bool:
-        return self.error is None
+    def errors(self) -> list[tuple[Path, str]]:
+        return [(it.path, it.error) for it in self.items if it.error is not None]
 
 
 def default_workers() -> int:
-    """Decode threads when the caller says 0: all cores but the one feeding the model, 1..8."""
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
+    """Decode threads: the cores minus one for the model, at least one, at most four."""
+    return max(1, min(4, (os.cpu_count() or 2) - 1))
 
 
-def prepare_one(path: Path, predictor, load: Callable[[Path], Film] = load_film) -> PreparedFilm:
-    """Load and prepare one film; any failure is captured, never raised."""
-    path = Path(path)
+def _load_one(path: Path, loader: Callable, prepare: Callable) -> PreparedItem:
+    from cxrviewer.io import FilmError
+
     try:
-        film = load(path)
+        film = loader(path)
+        return PreparedItem(path, film, prepare(film))
     except FilmError as exc:
-        return PreparedFilm(path, error=exc)
-    try:
-        x = predictor.prepare(film)
-    except Exception as exc:  # noqa: BLE001 - one odd film must not stop a batch
-        return PreparedFilm(path, error=CorruptFilmError(path, f"cannot prepare for the model: "
-                                                               f"{type(exc).__name__}: {exc}"))
-    return PreparedFilm(path, film=film, x=x)
+        return PreparedItem(path, error=str(exc))
+    except Exception as exc:  # a bug or odd file must not stop a folder of thousands
+        reason = " ".join(str(exc).split())[:200]
+        return PreparedItem(path, error=f"{Path(path).name}: unexpected error ({type(exc).__name__}: {reason})")
 
 
-def iter_prepared(paths: Iterable, predictor, workers: int = 0, batch_size: int = 8, *,
-                  prefetch: int = DEFAULT_PREFETCH,
-                  load: Callable[[Path], Film] = load_film) -> Iterator[list[PreparedFilm]]:
-    """Yield lists of up to ``batch_size`` PreparedFilm, in the order of ``paths``.
+def iter_prepared(
+    paths: Iterable[str | Path],
+    predictor,
+    workers: int = 0,
+    batch_size: int = 8,
+    *,
+    prefetch_batches: int = 2,
+    loader: Callable | None = None,
+) -> Iterator[PreparedBatch]:
+    """Yield PreparedBatch objects in input order, decoding ahead on ``workers`` threads.
 
-    workers: decode threads (0: ``default_workers()``). While the caller runs the model on
-    one batch, the pool decodes the next ``prefetch`` batches. Closing the generator (break,
-    exception, garbage collection) cancels what has not started and waits for the films
-    being decoded, so no thread outlives it.
+    A batch is yielded once it holds ``batch_size`` usable films (or the paths run out);
+    failures travel with the batch they were met in. At most ``batch_size *
+    (1 + prefetch_batches)`` files are loaded or pending at once. ``predictor`` needs only
+    ``prepare(film)``. Leaving the loop early cancels the pending work.
     """
+    if loader is None:
+        from cxrviewer.io import load_film as loader
+    workers = workers or default_workers()
     batch_size = max(1, int(batch_size))
-    workers = int(workers) or default_workers()
-    limit = batch_size * (1 + max(0, int(prefetch)))
-    pending: collections.deque = collections.deque()
-    source = iter(paths)
-    exhausted = False
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cxr-decode")
-    try:
-        def top_up():
-            nonlocal exhausted
-            while not exhausted and len(pending) < limit:
-                try:
-                    path = next(source)
-                except StopIteration:
-                    exhausted = True
-                    break
-                pending.append(pool.submit(prepare_one, path, predictor, load))
+    window = batch_size * (1 + max(0, int(prefetch_batches)))
+    pending: deque = deque()
+    path_iter = iter(paths)
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="film-decode")
 
-        top_up()
+    def fill():
+        while len(pending) < window:
+            try:
+                path = Path(next(path_iter))
+            except StopIteration:
+                return
+            pending.append(executor.submit(_load_one, path, loader, predictor.prepare))
+
+    def emit(items: list[PreparedItem]) -> PreparedBatch:
+        usable = [it for it in items if it.error is None]
+        x = np.stack([it.x for it in usable]) if usable else None
+        for it in usable:
+            it.x = None  # the batch array holds the data; do not keep two copies
+        return PreparedBatch(items, [it.film for it in usable], x)
+
+    try:
+        fill()
+        items: list[PreparedItem] = []
+        n_ok = 0
         while pending:
-            batch = [pending.popleft().result() for _ in range(min(batch_size, len(pending)))]
-            top_up()  # the pool decodes ahead while the caller runs the model on this batch
-            yield batch
+            item = pending.popleft().result()
+            fill()
+            items.append(item)
+            n_ok += item.error is None
+            if n_ok == batch_size:
+                yield emit(items)
+                items, n_ok = [], 0
+        if items:
+            yield emit(items)
     finally:
-        for fut in pending:
-            fut.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
+        executor.shutdown(wait=False, cancel_futures=True)
+
+
+def iter_predictions(paths, predictor, workers: int = 0, batch_size: int = 8, **kwargs):
+    """Yield (path, Prediction or None, error or None) for every path, in input order,
+    with decoding overlapped with inference."""
+    for batch in iter_prepared(paths, predictor, workers, batch_size, **kwargs):
+        rows = predictor.predict_arrays(batch.x) if batch.films else []
+        by_film = {id(f): predictor.to_prediction(f, r) for f, r in zip(batch.films, rows)}
+        for item in batch.items:
+            if item.error is not None:
+                yield item.path, None, item.error
+            else:
+                yield item.path, by_film[id(item.film)], None
