@@ -111,22 +111,26 @@ class ProgressPrinter:
 
     def message(self, text: str) -> None:
         """A line of its own (e.g. a file's error) that does not break the bar."""
-        if self.tty and self._drawn:
-            self.stream.write("\r\x1b[2K")
-        self.stream.write(f"{self.prefix}: {text}\n")
-        self._drawn = False
+        self._line(text)
         if self.tty and self._last is not None:
             self._draw(self._last)
         self.stream.flush()
+
+    def _line(self, text: str) -> None:
+        if self.tty and self._drawn:
+            self.stream.write("\r\x1b[2K")  # clear the bar; it is drawn again below the line
+        self.stream.write(f"{self.prefix}: {text}\n")
+        self._drawn = False
 
     def __call__(self, p) -> None:
         self._last = p
         msg = getattr(p, "message", None)
         if msg:
-            self.message(msg)
+            self._line(msg)
         now = self._clock()
         if self.tty:
-            if self._last_time is None or now - self._last_time >= self.redraw_s or self._finished(p):
+            if (self._last_time is None or now - self._last_time >= self.redraw_s or self._finished(p)
+                    or not self._drawn):
                 self._draw(p)
                 self._last_time = now
             return
