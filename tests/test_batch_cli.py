@@ -143,3 +143,10 @@ def test_ctrl_c_stops_cleanly_then_rerun_completes(data_dir, models, tmp_path):
     # resume in-process: every film exactly once
     assert _score(folder, out, models["a"]) == 0
     assert sorted(read_results(out).paths) == sorted(p.name for p in folder.glob("*.png"))
+
+
+def test_batch_modules_import_without_tensorflow():
+    code = ("import sys\nimport cxrviewer.batch, cxrviewer.results_log, cxrviewer.shards, cxrviewer.progress\n"
+            "heavy = [m for m in ('tensorflow', 'keras', 'cv2') if m in sys.modules]\nassert not heavy, heavy\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
