@@ -279,16 +279,15 @@ def classifier_layer(model):
     return dense[0]
 
 
-def load_densenet121_weights(model, net: dict[str, np.ndarray], path: Path) -> None:
-    """Copy torchvision-layout tensors onto a Keras DenseNet121 classifier, strictly.
+def expected_keys() -> set[str]:
+    """Every key of a torchvision DenseNet121 state dict (batch-norm counters aside)."""
+    plan = [(t, kind) for t, _, kind in densenet121_layer_map()] + [("classifier", "dense")]
+    return {f"{t}.{p}" for t, kind in plan for p in PARAM_NAMES[kind]}
 
-    Every expected key must be present with the right shape and every key must be used;
-    otherwise the error names the missing/unexpected keys (first few) and their counts.
-    """
-    layers = _layers_by_name(model)
-    plan = [(t, layers.get(k), kind) for t, k, kind in densenet121_layer_map()]
-    plan.append(("classifier", classifier_layer(model), "dense"))
-    expected = {f"{t}.{p}" for t, _, kind in plan for p in PARAM_NAMES[kind]}
+
+def check_keys(net: dict[str, np.ndarray], path: Path) -> None:
+    """Refuse a state dict that is not exactly DenseNet121's, naming what is missing or extra."""
+    expected = expected_keys()
     missing = sorted(expected - net.keys(), key=_natural)
     unexpected = sorted(net.keys() - expected, key=_natural)
     if missing or unexpected:
@@ -298,6 +297,18 @@ def load_densenet121_weights(model, net: dict[str, np.ndarray], path: Path) -> N
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected key(s) ({_few(unexpected)})")
         raise CheckpointError(path, "not a torchvision DenseNet121 state dict: " + "; ".join(parts))
+
+
+def load_densenet121_weights(model, net: dict[str, np.ndarray], path: Path) -> None:
+    """Copy torchvision-layout tensors onto a Keras DenseNet121 classifier, strictly.
+
+    Every expected key must be present with the right shape and every key must be used;
+    nothing is assigned unless all of them fit.
+    """
+    check_keys(net, path)
+    layers = _layers_by_name(model)
+    plan = [(t, layers.get(k), kind) for t, k, kind in densenet121_layer_map()]
+    plan.append(("classifier", classifier_layer(model), "dense"))
     assignments = []
     for tprefix, layer, kind in plan:
         if layer is None:
@@ -306,7 +317,7 @@ def load_densenet121_weights(model, net: dict[str, np.ndarray], path: Path) -> N
         want = [tuple(w.shape) for w in layer.weights]
         got = [tuple(v.shape) for v in values]
         if want != got:
-            raise CheckpointError(path, f"'{tprefix}' has shape(s) {got}, the Keras layer {layer.name} needs {want}")
+            raise CheckpointError(path, f"'{tprefix}' has shape(s) {got}; the Keras layer {layer.name} needs {want}")
         assignments.append((layer, [v.astype(np.float32) for v in values]))
     for layer, values in assignments:
         layer.set_weights(values)
@@ -529,13 +540,14 @@ def import_checkpoint(checkpoint: str | Path, preset: str, out_dir: str | Path, 
         raise ValueError(f"--name '{name}' may use only letters, digits, '.', '_' and '-'")
 
     ckpt = read_checkpoint(checkpoint)
-    state, _where = find_state_dict(ckpt.content, checkpoint)
+    state, _ = find_state_dict(ckpt.content, checkpoint)
     net, extras = normalise_keys(state, checkpoint)
     calibration = xrv_calibration(extras, weights_name, checkpoint) if preset == "xrv-densenet121" else None
     extras.pop("op_threshs", None)
     if extras:
         raise CheckpointError(checkpoint, f"not a torchvision DenseNet121 state dict: {len(extras)} unexpected "
                                           f"key(s) ({_few(sorted(extras, key=_natural))})")
+    check_keys(net, checkpoint)
     _check_shape_family(net, spec, checkpoint)
 
     name = name or default_name(spec, checkpoint, calibration)
@@ -553,6 +565,9 @@ def import_checkpoint(checkpoint: str | Path, preset: str, out_dir: str | Path, 
     card = make_card(spec, name, checkpoint, sha256_of(checkpoint), ckpt.layout, net, calibration,
                      default_gradcam_layer("densenet121"))
     card.validate(card_path.name)
+    from cxrviewer.model.loading import check_model_matches_card
+
+    check_model_matches_card(model, card)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_new(model_path, model.save)
