@@ -178,17 +178,17 @@ def _is_state_dict(obj) -> bool:
             and any(k.endswith(ANCHOR) for k in obj))
 
 
-def find_state_dict(content, path: Path) -> tuple[dict, str]:
-    """The DenseNet state dict in a checkpoint: bare, or under a wrapper key; with its location."""
+def find_state_dict(content, path: Path) -> dict:
+    """The DenseNet state dict in a checkpoint: bare, or under a wrapper key (``state_dict``...)."""
     if _is_state_dict(content):
-        return content, "the top level"
+        return content
     if isinstance(content, dict):
         for key in WRAPPER_KEYS:
             if _is_state_dict(content.get(key)):
-                return content[key], f"'{key}'"
-        for key, val in content.items():
+                return content[key]
+        for val in content.values():
             if _is_state_dict(val):
-                return val, f"'{key}'"
+                return val
         keys = ", ".join(repr(k) for k in list(content)[:8])
         raise CheckpointError(path, f"no DenseNet state dict found (no '{ANCHOR}' key; top-level keys: {keys})")
     raise CheckpointError(path, f"no DenseNet state dict found (the file holds a {type(content).__name__})")
@@ -233,8 +233,8 @@ def densenet121_layer_map() -> list[tuple[str, str, str]]:
     """(torch module path, Keras layer name, kind) for every weighted layer but the classifier."""
     out = [("features.conv0", "conv1_conv", "conv"), ("features.norm0", "conv1_bn", "bn")]
     for b, n_layers in enumerate(DENSENET121_BLOCKS, start=1):
-        for l in range(1, n_layers + 1):
-            t, k = f"features.denseblock{b}.denselayer{l}", f"conv{b + 1}_block{l}"
+        for i in range(1, n_layers + 1):
+            t, k = f"features.denseblock{b}.denselayer{i}", f"conv{b + 1}_block{i}"
             out += [(f"{t}.norm1", f"{k}_0_bn", "bn"), (f"{t}.conv1", f"{k}_1_conv", "conv"),
                     (f"{t}.norm2", f"{k}_1_bn", "bn"), (f"{t}.conv2", f"{k}_2_conv", "conv")]
         if b < len(DENSENET121_BLOCKS):
@@ -388,7 +388,8 @@ def xrv_calibration(extras: dict, weights_name: str | None, path: Path) -> XrvCa
             raise CheckpointError(path, f"its op_threshs differ from torchxrayvision's published ones for "
                                         f"{weights_name}: check --weights-name")
         if weights_name is None:
-            weights_name = next((w.name for w in XRV_WEIGHTS.values() if _same_threshs(own, w.op_threshs)), None)
+            weights_name = next((w.name for w in XRV_WEIGHTS.values() if _same_threshs(own, w.op_threshs)),
+                                _weights_from_filename(path))
         return XrvCalibration(weights_name if weights_name != CUSTOM_WEIGHTS else None, own.tolist(),
                               "the checkpoint's own op_threshs buffer")
     if weights_name is None:
@@ -481,7 +482,8 @@ def make_card(preset: Preset, name: str, checkpoint: Path, sha256: str, layout: 
                          "paper, and measure on local labelled films with `cxrviewer score --labels`"},
         intended_use=(f"Imported research model from {preset.publisher}, converted from PyTorch by cxrviewer; "
                       f"for research and software testing. {NOT_FOR_DIAGNOSIS}"),
-        architecture={"backbone": "densenet121", "head": "global average pool + dense sigmoid",
+        architecture={"backbone": "densenet121", "input_size": INPUT_SIZE, "channels": preset.channels,
+                      "head": "global average pool + dense sigmoid",
                       "batchnorm_epsilon": TORCH_BN_EPSILON, "converted_from": "torchvision DenseNet121 layout"},
         source=source,
     )
@@ -540,7 +542,7 @@ def import_checkpoint(checkpoint: str | Path, preset: str, out_dir: str | Path, 
         raise ValueError(f"--name '{name}' may use only letters, digits, '.', '_' and '-'")
 
     ckpt = read_checkpoint(checkpoint)
-    state, _ = find_state_dict(ckpt.content, checkpoint)
+    state = find_state_dict(ckpt.content, checkpoint)
     net, extras = normalise_keys(state, checkpoint)
     calibration = xrv_calibration(extras, weights_name, checkpoint) if preset == "xrv-densenet121" else None
     extras.pop("op_threshs", None)

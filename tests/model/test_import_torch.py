@@ -230,6 +230,7 @@ def test_gradcam_and_untrained_outputs_on_imported_model(torch_imports, data_dir
         assert 0.0 <= heat.min() and heat.max() <= 1.0 and heat.max() > 0.0
 
 
+@pytest.mark.slow  # a full DenseNet121 training step at 224 px: ~25 s on two CPU cores
 def test_imported_model_trains_from_its_weights(torch_imports, data_dir):
     """The imported file is a normal pipeline model: it loads and takes a gradient step."""
     import keras

@@ -169,3 +169,19 @@ def test_tensor_reaching_past_its_storage_is_refused(tmp_path):
             out.writestr(name, data)
     with pytest.raises(CheckpointError, match="past the end of storage"):
         read_checkpoint(bad)
+
+
+def test_torch_free_writer_is_what_torch_reads(tmp_path):
+    """The writer the torch-free import tests use produces files torch itself loads identically."""
+    torch = pytest.importorskip("torch")
+    from tests.model.torch_files import densenet121_state_dict, save_like_torch
+
+    sd = densenet121_state_dict(1, 18)
+    path = save_like_torch({"state_dict": sd, "epoch": 4, "tag": ("a", 1.5, True)}, tmp_path / "w.pt")
+    theirs = torch.load(path, weights_only=True)
+    ours = read_checkpoint(path).content
+    assert theirs["epoch"] == ours["epoch"] == 4 and theirs["tag"] == ours["tag"] == ("a", 1.5, True)
+    assert list(theirs["state_dict"]) == list(ours["state_dict"]) == list(sd)
+    for key, arr in sd.items():
+        np.testing.assert_array_equal(theirs["state_dict"][key].numpy(), arr)
+        np.testing.assert_array_equal(ours["state_dict"][key], arr)
