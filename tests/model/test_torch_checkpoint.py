@@ -185,3 +185,29 @@ def test_torch_free_writer_is_what_torch_reads(tmp_path):
     for key, arr in sd.items():
         np.testing.assert_array_equal(theirs["state_dict"][key].numpy(), arr)
         np.testing.assert_array_equal(ours["state_dict"][key], arr)
+
+
+def test_checkpoint_saved_from_a_gpu_reads_on_cpu(tmp_path):
+    from tests.model.torch_files import save_like_torch
+
+    weights = np.arange(12, dtype=np.float32).reshape(3, 4)
+    path = save_like_torch({"state_dict": {"w": weights}}, tmp_path / "gpu.pt", device="cuda:0")
+    got = read_checkpoint(path)
+    assert got.locations == {"cuda:0"}
+    np.testing.assert_array_equal(got.content["state_dict"]["w"], weights)
+
+
+@pytest.mark.parametrize("little_endian", [True, False], ids=["little", "big"])
+def test_chexnet_era_legacy_file_reads(tmp_path, little_endian):
+    """torch 0.3 pickles (_rebuild_tensor, CUDA storages) in the legacy layout, either byte order."""
+    from tests.model.torch_files import save_like_old_torch
+
+    weights = np.linspace(-1, 1, 24, dtype=np.float32).reshape(2, 3, 4)
+    counts = np.array([5, 7], dtype=np.int64)
+    path = save_like_old_torch({"epoch": 9, "state_dict": {"w": weights, "n": counts}}, tmp_path / "model.pth.tar",
+                               little_endian=little_endian)
+    got = read_checkpoint(path)
+    assert got.layout == "legacy" and got.locations == {"cuda:0"} and got.content["epoch"] == 9
+    np.testing.assert_array_equal(got.content["state_dict"]["w"], weights)
+    np.testing.assert_array_equal(got.content["state_dict"]["n"], counts)
+    assert got.content["state_dict"]["w"].dtype == np.dtype("float32")  # native order

@@ -18,9 +18,12 @@ _STORAGE_TYPES = {np.dtype("float32"): "FloatStorage", np.dtype("int64"): "LongS
                   np.dtype("float16"): "HalfStorage"}
 
 
-def _pickle_with_tensors(obj) -> tuple[bytes, dict[str, bytes]]:
+def _pickle_with_tensors(obj, device: str = "cpu", old: bool = False,
+                         order: str = "<") -> tuple[bytes, dict[str, np.ndarray]]:
+    """Protocol-2 pickle of ``obj`` with arrays as tensors; ``old``: torch 0.3's pickle
+    (``_rebuild_tensor`` with 4 arguments, 6-field storage ids)."""
     out = bytearray(b"\x80\x02")
-    storages: dict[str, bytes] = {}
+    storages: dict[str, np.ndarray] = {}
 
     def glob(module: str, name: str):
         out.extend(b"c" + f"{module}\n{name}\n".encode())
@@ -38,20 +41,23 @@ def _pickle_with_tensors(obj) -> tuple[bytes, dict[str, bytes]]:
         elif isinstance(x, np.ndarray):
             arr = np.ascontiguousarray(x)
             key = str(len(storages))
-            storages[key] = arr.astype(arr.dtype.newbyteorder("<")).tobytes()
-            glob("torch._utils", "_rebuild_tensor_v2")
+            storages[key] = arr.astype(arr.dtype.newbyteorder(order))
+            glob("torch._utils", "_rebuild_tensor" if old else "_rebuild_tensor_v2")
             out.extend(b"((")
             put("storage")
-            glob("torch", _STORAGE_TYPES[arr.dtype])
+            glob("torch" if device == "cpu" else "torch.cuda", _STORAGE_TYPES[arr.dtype])
             put(key)
-            put("cpu")
+            put(device)
             put(int(arr.size))
+            if old:
+                out.extend(b"N")  # view metadata: none
             out.extend(b"tQ")  # persistent id tuple -> BINPERSID
             put(0)
             put(tuple(int(s) for s in arr.shape))
             put(tuple(int(s) // arr.itemsize for s in arr.strides))
-            put(False)
-            put({})
+            if not old:
+                put(False)
+                put({})
             out.extend(b"tR")
         elif isinstance(x, bool):
             out.extend(b"\x88" if x else b"\x89")
@@ -75,16 +81,41 @@ def _pickle_with_tensors(obj) -> tuple[bytes, dict[str, bytes]]:
     return bytes(out), storages
 
 
-def save_like_torch(obj, path: Path) -> Path:
-    """Write ``obj`` (dicts, tuples, scalars, NumPy arrays as tensors) as torch.save would."""
-    data, storages = _pickle_with_tensors(obj)
+def save_like_torch(obj, path: Path, device: str = "cpu") -> Path:
+    """Write ``obj`` (dicts, tuples, scalars, NumPy arrays as tensors) as torch.save would.
+
+    ``device="cuda:0"`` names the CUDA storage types, as a checkpoint saved from a GPU does.
+    """
+    data, storages = _pickle_with_tensors(obj, device)
     root = Path(path).stem or "archive"
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr(f"{root}/data.pkl", data)
         zf.writestr(f"{root}/byteorder", "little")
         for key, raw in storages.items():
-            zf.writestr(f"{root}/data/{key}", raw)
+            zf.writestr(f"{root}/data/{key}", raw.tobytes())
         zf.writestr(f"{root}/version", "3\n")
+    return Path(path)
+
+
+def save_like_old_torch(obj, path: Path, device: str = "cuda:0", little_endian: bool = True) -> Path:
+    """The pre-1.6 layout a CheXNet-era ``model.pth.tar`` has (torch 0.3 pickle, GPU storages).
+
+    Pickles of the magic number, protocol and system info, then the object, then the storage
+    keys; then each storage as an int64 element count and its bytes, in the saver's byte order.
+    """
+    import pickle
+
+    order = "<" if little_endian else ">"
+    data, storages = _pickle_with_tensors(obj, device, old=True, order=order)
+    with open(path, "wb") as fh:
+        for head in (0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001, "little_endian": little_endian,
+                                                   "type_sizes": {"short": 2, "int": 4, "long": 4}}):
+            pickle.dump(head, fh, protocol=2)
+        fh.write(data)
+        pickle.dump(list(storages), fh, protocol=2)
+        for raw in storages.values():
+            fh.write(struct.pack(f"{order}q", raw.size))
+            fh.write(raw.tobytes())
     return Path(path)
 
 
