@@ -211,3 +211,24 @@ def test_chexnet_era_legacy_file_reads(tmp_path, little_endian):
     np.testing.assert_array_equal(got.content["state_dict"]["w"], weights)
     np.testing.assert_array_equal(got.content["state_dict"]["n"], counts)
     assert got.content["state_dict"]["w"].dtype == np.dtype("float32")  # native order
+
+
+def test_reading_never_imports_torch(tmp_path):
+    """Even with torch installed, reading a checkpoint leaves it unimported (fresh interpreter)."""
+    import subprocess
+
+    from tests.model.torch_files import densenet121_state_dict, save_like_torch
+
+    path = save_like_torch({"state_dict": densenet121_state_dict(1, 18)}, tmp_path / "w.pt")
+    code = (
+        "import sys\n"
+        "from cxrviewer.model.import_torch import find_state_dict, normalise_keys\n"
+        "from cxrviewer.model.torch_checkpoint import read_checkpoint\n"
+        f"ck = read_checkpoint({str(path)!r})\n"
+        "net, _ = normalise_keys(find_state_dict(ck.content, ck.path), ck.path)\n"
+        "assert len(net) == 606, len(net)\n"
+        "assert 'torch' not in sys.modules and 'tensorflow' not in sys.modules, 'imported'\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
