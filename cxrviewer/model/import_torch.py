@@ -394,9 +394,9 @@ def xrv_calibration(extras: dict, weights_name: str | None, path: Path) -> XrvCa
                               "the checkpoint's own op_threshs buffer")
     if weights_name is None:
         weights_name = _weights_from_filename(path)
-        how = f"torchxrayvision's published op_threshs for {weights_name} (weight set inferred from the file name)"
+        how = f"torchxrayvision's published table for {weights_name} (weight set inferred from the file name)"
     else:
-        how = f"torchxrayvision's published op_threshs for {weights_name} (--weights-name)"
+        how = f"torchxrayvision's published table for {weights_name} (--weights-name)"
     if weights_name is None:
         raise CheckpointError(
             path, "cannot tell which torchxrayvision weight set this is (no op_threshs in the file, none "
@@ -452,10 +452,14 @@ def make_card(preset: Preset, name: str, checkpoint: Path, sha256: str, layout: 
                     "operating points. Uncalibrated; choose local ones with `cxrviewer evaluate`.")
         else:
             thresholds = {lab: float(t) for lab, t in zip(labels, thr) if lab not in untrained}
-            rule = (f"torchxrayvision operating points ({calibration.source}): Youden J on a held-out 20% "
-                    "patient split of the training data. A finding is called when the sigmoid output reaches "
-                    "its point, exactly where torchxrayvision's op_norm-rescaled output crosses 0.5; the "
-                    "probabilities shown are the raw sigmoid outputs, not op_norm's rescaled ones.")
+            published = calibration.weights_name is not None and _same_threshs(
+                thr, XRV_WEIGHTS[calibration.weights_name].op_threshs)
+            how = ("chosen by torchxrayvision: Youden J on a held-out 20% patient split of the training data"
+                   if published else "how they were chosen is not recorded in the checkpoint")
+            rule = (f"op_threshs operating points from {calibration.source}, {how}. A finding is called "
+                    "when the sigmoid output reaches its point, exactly where torchxrayvision's op_norm-rescaled "
+                    "output crosses 0.5; the probabilities shown are the raw sigmoid outputs, not op_norm's "
+                    "rescaled ones.")
             source["op_threshs"] = [None if not math.isfinite(t) else float(t) for t in thr]
         weights = XRV_WEIGHTS.get(calibration.weights_name) if calibration.weights_name else None
         data = weights.data if weights else "unknown (custom torchxrayvision-layout weights)"
