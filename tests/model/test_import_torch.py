@@ -214,11 +214,29 @@ def test_chexnet_card(torch_imports):
     assert card.source["sha256"] == sha256_of(ckpt) and "legacy" in card.source["format"]
 
 
-def test_gradcam_and_untrained_outputs_on_imported_model(torch_imports, data_dir):
+# ---- checkpoints written without torch ------------------------------------------------------
+def _xrv_checkpoint(path: Path, *, zero_row: str | None = None, **extra) -> Path:
+    sd = densenet121_state_dict(1, 18, seed=3)
+    if zero_row:
+        i = XRV_LABELS.index(zero_row)
+        sd["classifier.weight"][i] = 0.0
+        sd["classifier.bias"][i] = 0.0
+    sd.update(extra)
+    return save_like_torch(sd, path)
+
+
+@pytest.fixture(scope="module")
+def free_import(tmp_path_factory) -> Path:
+    """An xrv-layout checkpoint (NIH op_threshs inside) from the torch-free writer, imported once."""
+    root = tmp_path_factory.mktemp("free_import")
+    ckpt = _xrv_checkpoint(root / "weights.pt", op_threshs=np.asarray(NIH.op_threshs, dtype=np.float32))
+    return import_checkpoint(ckpt, "xrv-densenet121", root / "models")
+
+
+def test_gradcam_and_untrained_outputs_on_imported_model(free_import, data_dir):
     from cxrviewer.model import load_model
 
-    _, imports = torch_imports
-    predictor = load_model(imports["xrv-densenet121"][1])
+    predictor = load_model(free_import)
     assert predictor.labels == list(XRV_LABELS[:14])  # untrained heads are not findings
     film = load_real_film(_film_paths(data_dir)[1])  # non-square: the centre crop maps back
     assert film.pixels.shape[0] != film.pixels.shape[1]
@@ -231,34 +249,22 @@ def test_gradcam_and_untrained_outputs_on_imported_model(torch_imports, data_dir
 
 
 @pytest.mark.slow  # a full DenseNet121 training step at 224 px: ~25 s on two CPU cores
-def test_imported_model_trains_from_its_weights(torch_imports, data_dir):
+def test_imported_model_trains_from_its_weights(free_import, data_dir):
     """The imported file is a normal pipeline model: it loads and takes a gradient step."""
     import keras
 
     from cxrviewer.model import load_model
 
-    _, imports = torch_imports
-    predictor = load_model(imports["chexnet-densenet121"][1])
+    predictor = load_model(free_import)
     model = predictor.model  # this test's own copy: load_model returns a fresh one per call
     x = np.stack([predictor.prepare(load_real_film(p)) for p in _film_paths(data_dir)[:2]])
-    y = np.zeros((2, 14), dtype=np.float32)
+    y = np.zeros((2, 18), dtype=np.float32)
     y[0, 2] = 1.0
     model.compile(optimizer=keras.optimizers.SGD(0.01), loss="binary_crossentropy")
     before = model.get_layer("predictions").get_weights()[0].copy()
     loss = float(model.train_on_batch(x, y))
     assert math.isfinite(loss)
     assert not np.allclose(before, model.get_layer("predictions").get_weights()[0])
-
-
-# ---- checkpoints written without torch ------------------------------------------------------
-def _xrv_checkpoint(path: Path, *, zero_row: str | None = None, **extra) -> Path:
-    sd = densenet121_state_dict(1, 18, seed=3)
-    if zero_row:
-        i = XRV_LABELS.index(zero_row)
-        sd["classifier.weight"][i] = 0.0
-        sd["classifier.bias"][i] = 0.0
-    sd.update(extra)
-    return save_like_torch(sd, path)
 
 
 def test_cli_imports_once_and_never_overwrites(tmp_path, capsys):
