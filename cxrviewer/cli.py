@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--preset", required=True, choices=["xrv-densenet121", "chexnet-densenet121"])
     s.add_argument("--out", required=True, help="output folder for the .keras model and card")
     s.add_argument("--name", help="model name for the card")
+    s.add_argument("--weights-name", help="torchxrayvision weight set (e.g. densenet121-res224-all, or custom) "
+                   "when the checkpoint does not say which")
 
     s = sub.add_parser("selftest", help="load every DICOM in a folder, score it and run Grad-CAM")
     s.add_argument("folder")
