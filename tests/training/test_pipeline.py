@@ -3,7 +3,6 @@ normalise validation with the training statistics."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
