@@ -302,7 +302,7 @@ def make_dataset(
     if training:
         ds = ds.shuffle(max(len(idx), 1), seed=seed, reshuffle_each_iteration=True)
     ds = ds.map(tf_load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.filter(lambda grid, target, ok: ok).map(lambda grid, target, ok: (grid, target))
+    ds = ds.filter(_decoded).map(_drop_flag)
     ds = ds.batch(batch_size)
     aug = augmentation if training else None
 
@@ -313,6 +313,14 @@ def make_dataset(
 
     ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _decoded(grid, target, ok):
+    return ok
+
+
+def _drop_flag(grid, target, ok):
+    return grid, target
 
 
 def steps_for(n_images: int, batch_size: int) -> int:
