@@ -134,9 +134,10 @@ def split_by_patient(
 ) -> Split:
     """Assign every patient (with all their films) to train, validation or test.
 
-    Deterministic for a seed and independent of the row order. Patients are shuffled
-    within strata ("any finding" vs "no finding" vs "unknown", when ``stratify``) and each
-    goes to the split furthest below its target share of that stratum's images, so image
+    Deterministic for a seed and independent of the row order. With ``stratify``, patients
+    with a finding are placed first, rarest finding first, each into the split furthest
+    below its share of that finding's positive films; then the patients without a finding
+    (and those with no known label) are shuffled and placed by their share of films. Image
     counts land near the fractions even when some patients have dozens of films.
     """
     fr = _validated_fractions(fractions)
@@ -148,31 +149,49 @@ def split_by_patient(
     uniq, inverse = np.unique(pats, return_inverse=True)  # sorted: row order does not matter
     n_images = np.bincount(inverse, minlength=len(uniq))
 
+    rng = np.random.default_rng(seed)
+    fr_arr = np.asarray(fr)
+    assigned = np.full(len(uniq), -1, dtype=np.int64)
     stratum = np.zeros(len(uniq), dtype=np.int64)
     if stratify and labels is not None:
         y = np.asarray(labels, dtype=np.float64).reshape(len(pats), -1)
-        known_any = ~np.all(np.isnan(y), axis=1)
-        positive_any = np.any(np.nan_to_num(y) >= 0.5, axis=1)
-        # 0 = no finding, 1 = any finding, 2 = nothing known about this patient
-        pat_pos = np.bincount(inverse, weights=positive_any.astype(float), minlength=len(uniq)) > 0
-        pat_known = np.bincount(inverse, weights=known_any.astype(float), minlength=len(uniq)) > 0
-        stratum = np.where(pat_pos, 1, np.where(pat_known, 0, 2))
+        positive = (np.nan_to_num(y) >= 0.5).astype(np.float64)
+        pos_img = np.zeros((len(uniq), y.shape[1]))
+        np.add.at(pos_img, inverse, positive)  # positive films per patient and finding
+        # Iterative stratification (Sechidis et al. 2011) over patients: the rarest finding
+        # first, its patients spread over the splits by that finding's deficit, so a
+        # finding with a handful of patients still reaches validation and test.
+        n_pat_pos = (pos_img > 0).sum(axis=0)
+        have_img = np.zeros(3)
+        for j in sorted(np.flatnonzero(n_pat_pos), key=lambda c: (n_pat_pos[c], c)):
+            members = rng.permutation(np.flatnonzero((pos_img[:, j] > 0) & (assigned < 0)))
+            target = fr_arr * pos_img[:, j].sum()
+            have = np.array([pos_img[assigned == k, j].sum() for k in range(3)])
+            for m in members:
+                img_deficit = fr_arr * n_images.sum() - have_img
+                k = int(np.argmax((target - have) + 1e-6 * img_deficit))
+                assigned[m] = k
+                have[k] += pos_img[m, j]
+                have_img[k] += n_images[m]
+        known = np.zeros(len(uniq), dtype=bool)
+        np.logical_or.at(known, inverse, ~np.all(np.isnan(y), axis=1))
+        # The rest: 0 = no finding, 2 = nothing known about this patient.
+        stratum = np.where(known, 0, 2)
 
-    rng = np.random.default_rng(seed)
-    patient_split = np.empty(len(uniq), dtype=object)
-    for s in np.unique(stratum):
-        members = rng.permutation(np.flatnonzero(stratum == s))
-        target = np.asarray(fr) * n_images[members].sum()
+    for s_ in np.unique(stratum[assigned < 0]):
+        members = rng.permutation(np.flatnonzero((stratum == s_) & (assigned < 0)))
+        target = fr_arr * n_images[members].sum()
         have = np.zeros(3)
         for m in members:
             k = int(np.argmax(target - have))
-            patient_split[m] = SPLITS[k]
+            assigned[m] = k
             have[k] += n_images[m]
+    patient_split = np.asarray(SPLITS, dtype=object)[assigned]
 
     split = Split(
         patient_split[inverse].astype(object),
         f"patient-level, seed {seed}, {round(fr[0] * 100)}/{round(fr[1] * 100)}/{round(fr[2] * 100)}"
-        + (", stratified on any finding" if stratify and labels is not None else ""),
+        + (", stratified by finding" if stratify and labels is not None else ""),
     )
     for name, f in zip(SPLITS, fr):
         if f > 0 and len(split.indices(name)) == 0:

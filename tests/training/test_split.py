@@ -107,3 +107,16 @@ def test_tiny_cohort_still_fills_every_split():
     split = split_by_patient(["p1", "p2", "p3", "p4", "p5", "p6"], None, seed=0)
     for name in ("train", "validation", "test"):
         assert len(split.indices(name)) > 0
+
+
+def test_rare_findings_reach_every_split_when_enough_patients_have_them():
+    patients, labels = _cohort(n_patients=300, seed=5)
+    # A rare finding: 4 patients, 1-3 films each.
+    rare = np.zeros((len(patients), 1), np.float32)
+    owners = sorted(set(patients))[:4]
+    rare[[i for i, p in enumerate(patients) if p in owners]] = 1.0
+    y = np.concatenate([labels, rare], axis=1)
+    split = split_by_patient(patients, y, (0.7, 0.15, 0.15), seed=11)
+    for name in ("train", "validation", "test"):
+        assert y[split.indices(name), 2].sum() > 0, name
+    check_split_leakage(split, patients)

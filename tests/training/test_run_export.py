@@ -1,0 +1,183 @@
+"""Recipes, the end-to-end run (`cxrviewer train`), export of model + card, and the
+shipped recipe's data plan."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cxrviewer.model.card import ModelCard, card_path_for
+from cxrviewer.training.recipe import RecipeError, load_recipe, parse_recipe
+
+REPO = Path(__file__).resolve().parents[2]
+SMOKE = REPO / "training" / "tiny_smoke.toml"
+SHIPPED = REPO / "training" / "cxr14_densenet121.toml"
+
+
+def _tiny_recipe(tmp_path, data_dir, **train) -> Path:
+    """The smoke recipe with the data root pinned and a few training keys changed."""
+    text = SMOKE.read_text()
+    text = text.replace('root = "../../shared/data"', f'root = "{data_dir.as_posix()}"')
+    for key, value in train.items():
+        lines = [ln for ln in text.splitlines() if not ln.startswith(f"{key} =")]
+        at = lines.index("[train]") + 1
+        lines.insert(at, f"{key} = {value}")
+        text = "\n".join(lines) + "\n"
+    path = tmp_path / "recipe.toml"
+    path.write_text(text)
+    return path
+
+
+def test_recipe_parsing_resolves_paths_and_rejects_typos(tmp_path, monkeypatch):
+    monkeypatch.delenv("CXR_DATA", raising=False)
+    recipe = load_recipe(SMOKE)
+    assert recipe.data.labels == ["Effusion", "Infiltration", "Pneumonia"]
+    assert recipe.data_root == (REPO.parent / "shared" / "data").resolve()
+    assert recipe.run_dir == (REPO / "runs" / "tiny-smoke").resolve()
+    assert recipe.data.sources[1].label_map == {"PNEUMONIA": "Pneumonia", "NORMAL": ""}
+    monkeypatch.setenv("CXR_DATA", str(tmp_path))
+    assert recipe.data_root == tmp_path
+    base = '[data]\nlabels = "cxr14"\n[[data.sources]]\nfolders = "x"\nlabel_map = {A = "Hernia"}\n'
+    assert len(parse_recipe(base).data.labels) == 14
+    with pytest.raises(RecipeError, match="unknown key.*finetune_epoch\\b"):
+        parse_recipe(base + "[train]\nfinetune_epoch = 3\n")
+    with pytest.raises(RecipeError, match="whole number"):
+        parse_recipe(base + "[train]\nbatch_size = 1.5\n")
+    with pytest.raises(RecipeError, match="no \\[\\[data.sources\\]\\]"):
+        parse_recipe("[data]\nlabels = ['A']\n")
+    with pytest.raises(RecipeError, match="add(ing)? up to 1"):
+        parse_recipe(base + "[split]\nfractions = [0.5, 0.1, 0.1]\n")
+    with pytest.raises(RecipeError, match="not valid TOML"):
+        parse_recipe("[data\n")
+
+
+def test_end_to_end_run_exports_a_model_that_loads_with_its_evaluation(tmp_path, data_dir, capsys):
+    from cxrviewer.cli import main
+    from cxrviewer.model import load_model
+
+    recipe = _tiny_recipe(tmp_path, data_dir)
+    out = tmp_path / "run"
+    assert main(["train", str(recipe), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "split (patient-level" in err and "epoch 3 (finetune)" in err
+    model_path = out / "model" / "tiny-smoke.keras"
+    card = ModelCard.load(card_path_for(model_path))  # validates
+    assert card.intended_use == "Demonstration model. Not for diagnostic use."
+    assert card.training["images"] == 240 and card.training["epochs"] == 3
+    assert card.training["sources"]["kermany"]["labelled"] == ["Pneumonia"]
+    assert set(card.metrics["validation_auroc"]) == set(card.labels)
+    assert card.threshold_rule.startswith("Youden's J on the validation split")
+    assert card.preprocess.mean != 0.5  # measured on the training films
+    report = json.loads((out / "report" / "validation" / "report.json").read_text())
+    for c in report["classes"]:
+        assert card.metrics["validation_auroc"][c["label"]] == c["auroc"]
+        if c["youden_threshold"] is not None:
+            assert card.thresholds[c["label"]] == pytest.approx(c["youden_threshold"], abs=1e-6)
+    test_report = json.loads((out / "report" / "test" / "report.json").read_text())
+    assert all(c["threshold_source"] in ("validation Youden", None) for c in test_report["classes"])
+    assert (out / "report" / "test" / "per_class.csv").exists()
+    assert (out / "report" / "validation" / "roc_overview.png").stat().st_size > 1000
+    predictor = load_model(model_path)
+    assert predictor.labels == card.active_labels
+    from cxrviewer.io import load_film
+
+    film = load_film(sorted((data_dir / "nih" / "png1024").glob("*.png"))[0])
+    (pred,) = predictor.predict([film])
+    assert set(pred.probabilities) == set(card.active_labels)
+    # The split file names splits, not patients.
+    header = (out / "split.csv").read_text().splitlines()[0]
+    assert header == "path,source,split"
+    # Running again into the same folder is refused (no silent restart over a run)...
+    assert main(["train", str(recipe), "--out", str(out)]) == 2
+    assert "already holds a training run" in capsys.readouterr().err
+
+
+def test_shortened_run_and_resume_through_the_command_line(tmp_path, data_dir, capsys):
+    from cxrviewer.cli import main
+
+    recipe = _tiny_recipe(tmp_path, data_dir)
+    out = tmp_path / "run"
+    assert main(["train", str(recipe), "--out", str(out), "--epochs", "2", "--max-steps", "2"]) == 0
+    card = ModelCard.load(out / "model" / "tiny-smoke.card.json")
+    assert card.training["epochs"] == 2 and card.training["shortened"]["max_steps_per_epoch"] == 2
+    assert "per training batch" in capsys.readouterr().err  # the time estimate
+    # --resume continues the same run to the full recipe and replaces its own model.
+    assert main(["train", str(recipe), "--out", str(out), "--resume"]) == 0
+    card = ModelCard.load(out / "model" / "tiny-smoke.card.json")
+    assert [h["epoch"] for h in card.training["history"]] == [1, 2, 3]
+
+
+def test_export_refuses_to_overwrite_and_leaves_no_temp_files(tmp_path):
+    import keras
+
+    from cxrviewer.model.build import build_classifier
+    from cxrviewer.training.export import ExportError, export_model
+    from tests.model_helpers import tiny_card
+
+    card = tiny_card(["Effusion", "Pneumonia"], size=32, name="exported")
+    model = build_classifier(2, backbone="tiny", input_size=32)
+    model.compile(optimizer=keras.optimizers.Adam(), loss="binary_crossentropy")  # a training model
+    target = tmp_path / "exported.keras"
+    export_model(model, card, target)
+    first = target.read_bytes()
+    with pytest.raises(ExportError, match="already exists"):
+        export_model(model, card, target)
+    assert target.read_bytes() == first
+    export_model(model, card, target, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exported.card.json", "exported.keras"]
+    # The inference file has no optimizer state.
+    import zipfile
+
+    import h5py  # a Keras dependency
+
+    with zipfile.ZipFile(target) as zf, h5py.File(zf.open("model.weights.h5"), "r") as h5:
+        assert "optimizer" not in h5
+
+
+def test_start_from_an_existing_model_keeps_its_weights_and_normalisation(tmp_path, data_dir):
+    from cxrviewer.model import load_model
+    from cxrviewer.training.run import _start_model
+    from tests.model_helpers import make_tiny_model
+
+    start = make_tiny_model(tmp_path, ["Effusion", "Infiltration", "Pneumonia"], size=32, name="start",
+                            architecture={"backbone": "tiny", "input_size": 32, "channels": 3})
+    text = _tiny_recipe(tmp_path, data_dir).read_text().replace('backbone = "tiny"',
+                                                                f'backbone = "tiny"\nstart = "{start.as_posix()}"')
+    recipe = parse_recipe(text, tmp_path / "r.toml")
+    build, pre, origin = _start_model(recipe, ["Effusion", "Infiltration", "Pneumonia"], "multilabel")
+    model = build()
+    source = load_model(start).model
+    for a, b in zip(model.get_weights(), source.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert (pre.mean, pre.std) == (0.5, 0.25) and origin["head"] == "kept"
+    # A different label set keeps the backbone and starts a new head.
+    build2, _, origin2 = _start_model(recipe, ["Hernia", "Mass"], "multilabel")
+    m2 = build2()
+    np.testing.assert_array_equal(m2.get_layer("tiny_conv1").get_weights()[0],
+                                  source.get_layer("tiny_conv1").get_weights()[0])
+    assert m2.output.shape[-1] == 2 and origin2["head"] == "new"
+
+
+def test_shipped_recipe_plans_a_patient_split_over_the_real_films(monkeypatch):
+    from cxrviewer.training.run import build_dataset, make_split
+
+    monkeypatch.delenv("CXR_DATA", raising=False)
+    recipe = load_recipe(SHIPPED)
+    assert recipe.model.backbone == "densenet121" and recipe.model.input_size == 224
+    assert recipe.data.labels == list(__import__("cxrviewer.findings", fromlist=["x"]).CXR14_LABELS)
+    assert recipe.publish_path == (REPO / "models" / "cxr14-densenet121.keras").resolve()
+    assert recipe.start_model is None and recipe.output.overwrite is False
+    ds = build_dataset(recipe)
+    split = make_split(recipe, ds)  # includes the leakage check
+    counts = split.counts(ds.patients)
+    n_train = counts["train"]["images"]
+    epochs = recipe.train.head_epochs + recipe.train.finetune_epochs
+    # The time budget in training/README.md: at most ~18k DenseNet121 image-steps.
+    assert n_train * epochs <= 18_000
+    assert counts["validation"]["images"] >= 200
+    summary = ds.summary()
+    for lab in recipe.data.labels:  # every finding has training signal
+        assert summary["labels"][lab]["positive"] >= 5
