@@ -80,3 +80,20 @@ def export_model(model, card: ModelCard, path: str | Path, *, overwrite: bool = 
             raise ExportError(f"{path.name}: the exported model does not reproduce the trained one "
                               f"(max difference {np.abs(a - b).max():.4f})")
     return path
+
+
+def publish_model(exported: str | Path, target: str | Path, *, overwrite: bool = False) -> Path:
+    """Copy an exported model and its card to ``target`` (e.g. ``models/``), atomically.
+
+    A byte-for-byte copy, so the published file has the checksum the run reported and
+    ``name@sha`` identities in results CSVs match either copy.
+    """
+    import shutil
+
+    from cxrviewer.fsutil import atomic_path
+
+    exported, target = Path(exported), check_target(target, overwrite)
+    with atomic_path(target) as tmp_model, atomic_path(card_path_for(target)) as tmp_card:
+        shutil.copyfile(exported, tmp_model)
+        shutil.copyfile(card_path_for(exported), tmp_card)
+    return target

@@ -173,7 +173,7 @@ def run_training(recipe: Recipe, *, run_dir: str | Path | None = None, resume: b
 
     from cxrviewer.model.build import default_gradcam_layer
     from cxrviewer.model.card import ModelCard, Preprocess
-    from cxrviewer.training.export import INTENDED_USE, check_target, export_model
+    from cxrviewer.training.export import INTENDED_USE, check_target, export_model, publish_model
     from cxrviewer.training.fit import CheckpointStore, FitConfig, FitError, fit
     from cxrviewer.training.loss import loss_for
     from cxrviewer.training.pipeline import Augmentation, GridCache, make_dataset, measure_stats
@@ -188,6 +188,12 @@ def run_training(recipe: Recipe, *, run_dir: str | Path | None = None, resume: b
     m, t = recipe.model, recipe.train
     model_path = run_dir / "model" / f"{m.name}.keras"
     publish = recipe.publish_path
+    shortened = bool(max_steps) or epochs is not None
+    if shortened and publish is not None:
+        say_later = f"shortened run (--max-steps/--epochs): the model is not published to {publish}"
+        publish = None
+    else:
+        say_later = None
     # Fail before hours of training, not after.
     if CheckpointStore(run_dir / "checkpoints").exists() and not resume:
         raise FitError(f"{run_dir} already holds a training run; use --resume or another --out folder")
@@ -197,6 +203,8 @@ def run_training(recipe: Recipe, *, run_dir: str | Path | None = None, resume: b
         check_target(publish, overwrite)
     write_text_atomic(run_dir / "recipe.toml", recipe.text or "")
     say(f"cxrviewer {__version__} training '{m.name}' in {run_dir}. {NOT_FOR_DIAGNOSIS}")
+    if say_later:
+        say(say_later)
 
     # -- data
     dataset = build_dataset(recipe)
@@ -321,7 +329,7 @@ def run_training(recipe: Recipe, *, run_dir: str | Path | None = None, resume: b
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "software": {"cxrviewer": __version__, "tensorflow": tf.__version__, "python": sys.version.split()[0]},
     }
-    if max_steps or epochs is not None:
+    if shortened:
         training["shortened"] = {"max_steps_per_epoch": max_steps, "epochs": epochs}
     val_auroc = {c.label: c.auroc for c in val_report.classes}
     metrics = {
@@ -348,7 +356,7 @@ def run_training(recipe: Recipe, *, run_dir: str | Path | None = None, resume: b
     say(f"model written: {exported}")
     published = None
     if publish is not None:
-        published = export_model(result.model, card, publish, overwrite=overwrite, verify=False)
+        published = publish_model(exported, publish, overwrite=overwrite)
         say(f"model published: {published}")
     summary = {"model": str(exported), "published": str(published) if published else None,
                "stopped": result.stopped, "epochs": len(result.history), "best_epoch": result.best_epoch,

@@ -17,10 +17,13 @@ SMOKE = REPO / "training" / "tiny_smoke.toml"
 SHIPPED = REPO / "training" / "cxr14_densenet121.toml"
 
 
-def _tiny_recipe(tmp_path, data_dir, **train) -> Path:
-    """The smoke recipe with the data root pinned and a few training keys changed."""
+def _tiny_recipe(tmp_path, data_dir, publish: Path | None = None, **train) -> Path:
+    """The smoke recipe with the data root pinned, optionally publishing the model to
+    ``publish``, and a few training keys changed."""
     text = SMOKE.read_text()
     text = text.replace('root = "../../shared/data"', f'root = "{data_dir.as_posix()}"')
+    if publish is not None:
+        text = text.replace("[output]\n", f'[output]\nmodel = "{publish.as_posix()}"\n')
     for key, value in train.items():
         lines = [ln for ln in text.splitlines() if not ln.startswith(f"{key} =")]
         at = lines.index("[train]") + 1
@@ -58,7 +61,8 @@ def test_end_to_end_run_exports_a_model_that_loads_with_its_evaluation(tmp_path,
     from cxrviewer.cli import main
     from cxrviewer.model import load_model
 
-    recipe = _tiny_recipe(tmp_path, data_dir)
+    published = tmp_path / "models" / "tiny-smoke.keras"
+    recipe = _tiny_recipe(tmp_path, data_dir, publish=published)
     out = tmp_path / "run"
     assert main(["train", str(recipe), "--out", str(out)]) == 0
     err = capsys.readouterr().err
@@ -90,20 +94,31 @@ def test_end_to_end_run_exports_a_model_that_loads_with_its_evaluation(tmp_path,
     # The split file names splits, not patients.
     header = (out / "split.csv").read_text().splitlines()[0]
     assert header == "path,source,split"
+    assert published.read_bytes() == model_path.read_bytes()
+    assert card_path_for(published).read_text() == card_path_for(model_path).read_text()
     # Running again into the same folder is refused (no silent restart over a run)...
     assert main(["train", str(recipe), "--out", str(out)]) == 2
     assert "already holds a training run" in capsys.readouterr().err
+    # ...and so is a new run that would replace the published model, before any training.
+    before = published.read_bytes()
+    assert main(["train", str(recipe), "--out", str(tmp_path / "run2")]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert published.read_bytes() == before
+    assert not (tmp_path / "run2" / "checkpoints").exists()
 
 
 def test_shortened_run_and_resume_through_the_command_line(tmp_path, data_dir, capsys):
     from cxrviewer.cli import main
 
-    recipe = _tiny_recipe(tmp_path, data_dir)
+    published = tmp_path / "models" / "tiny-smoke.keras"
+    recipe = _tiny_recipe(tmp_path, data_dir, publish=published)
     out = tmp_path / "run"
     assert main(["train", str(recipe), "--out", str(out), "--epochs", "2", "--max-steps", "2"]) == 0
     card = ModelCard.load(out / "model" / "tiny-smoke.card.json")
     assert card.training["epochs"] == 2 and card.training["shortened"]["max_steps_per_epoch"] == 2
-    assert "per training batch" in capsys.readouterr().err  # the time estimate
+    err = capsys.readouterr().err
+    assert "per training batch" in err  # the time estimate
+    assert "not published" in err and not published.exists()  # a smoke run never ships
     # --resume continues the same run to the full recipe and replaces its own model.
     assert main(["train", str(recipe), "--out", str(out), "--resume"]) == 0
     card = ModelCard.load(out / "model" / "tiny-smoke.card.json")
