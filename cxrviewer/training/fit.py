@@ -331,13 +331,14 @@ def fit(
     callback: TrainingCallback | None = None,
     resume: bool = False,
     extra_state: dict | None = None,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> FitResult:
     """Train ``build_model()`` in two phases; returns the model with its best weights.
 
     ``train_ds`` yields one epoch of (images, labels) batches; ``val_ds`` yields
     validation batches in a fixed order. ``extra_state`` (e.g. the split and the
     normalisation statistics) is stored in every checkpoint, so a resumed run can check
-    it continues the same experiment.
+    it continues the same experiment. ``strategy``: None picks one (``choose_strategy``).
     """
     from cxrviewer.model.device import configure_device
 
@@ -346,7 +347,10 @@ def fit(
     for note in getattr(device, "notes", ()):
         callback.on_message(note)
     keras.utils.set_random_seed(config.seed)
-    strategy = choose_strategy()
+    strategy = strategy or choose_strategy()
+    if strategy.num_replicas_in_sync > 1:
+        callback.on_message(f"training on {strategy.num_replicas_in_sync} devices (MirroredStrategy); "
+                            f"batch {config.batch_size} is split between them")
     store = CheckpointStore(Path(run_dir) / "checkpoints")
     run = _Run(config, store, callback, val_ds, loss, list(label_names), task,
                extra_state=dict(extra_state or {}))

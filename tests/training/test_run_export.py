@@ -196,3 +196,94 @@ def test_shipped_recipe_plans_a_patient_split_over_the_real_films(monkeypatch):
     summary = ds.summary()
     for lab in recipe.data.labels:  # every finding has training signal
         assert summary["labels"][lab]["positive"] >= 5
+
+
+def test_multiclass_run_from_class_folders_with_their_own_split(tmp_path, data_dir):
+    """Kermany as the wizard's folder-per-class case: softmax head, weighted categorical
+    loss, the folders' own train/test split (plus a patient-level validation set is not
+    possible there, so validation comes from a user split column instead)."""
+    import shutil
+
+    from cxrviewer.training.recipe import parse_recipe
+    from cxrviewer.training.run import run_training
+
+    # A small copy with train/val/test folders, patients kept within one split folder.
+    src = data_dir / "kermany-pneumonia" / "train"
+    root = tmp_path / "xray"
+    for cls in ("NORMAL", "PNEUMONIA"):
+        files = sorted((src / cls).iterdir())[:45]
+        for i, f in enumerate(files):
+            split = "train" if i < 27 else ("val" if i < 36 else "test")
+            (root / split / cls).mkdir(parents=True, exist_ok=True)
+            shutil.copy(f, root / split / cls / f.name)
+    text = f'''
+[data]
+root = "{tmp_path.as_posix()}"
+labels = ["NORMAL", "PNEUMONIA"]
+task = "multiclass"
+[[data.sources]]
+name = "clinic"
+folders = "xray"
+[split]
+method = "given"
+[model]
+name = "tiny-multiclass"
+backbone = "tiny"
+input_size = 32
+[train]
+head_epochs = 1
+finetune_epochs = 1
+finetune_lr = 3e-3
+[output]
+run_dir = "run"
+bootstrap = 100
+'''
+    recipe = parse_recipe(text, tmp_path / "mc.toml")
+    outcome = run_training(recipe)
+    card = outcome.card
+    assert card.task == "multiclass" and card.labels == ["NORMAL", "PNEUMONIA"]
+    assert card.training["split"] == "split given by the sources"
+    assert card.training["splits"]["validation"]["images"] == 18
+    assert card.training["loss"].startswith("inverse-frequency weighted categorical")
+    report = json.loads((outcome.run_dir / "report" / "test" / "report.json").read_text())
+    assert report["multiclass"]["n"] == 18 and len(report["multiclass"]["confusion"]) == 2
+    from cxrviewer.model import load_model
+
+    assert load_model(outcome.model_path).labels == ["NORMAL", "PNEUMONIA"]
+
+
+def test_user_split_with_a_shared_patient_stops_the_run_before_training(tmp_path, data_dir, nih_png_dir):
+    import shutil
+
+    from cxrviewer.training.recipe import parse_recipe
+    from cxrviewer.training.run import run_training
+    from cxrviewer.training.split import LeakageError
+
+    names = sorted(p.name for p in nih_png_dir.glob("*.png"))[:12]
+    for n in names:
+        shutil.copy(nih_png_dir / n, tmp_path / n)
+    rows = ["image,patient,Effusion,fold"]
+    for i, n in enumerate(names):
+        rows.append(f"{n},{'P' + str(i // 2) if i != 11 else 'P0'},{i % 2},{['train', 'val', 'test'][i % 3]}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    text = f'''
+[data]
+root = "{tmp_path.as_posix()}"
+labels = ["Effusion"]
+[[data.sources]]
+csv = "labels.csv"
+images = "."
+split_column = "fold"
+[split]
+method = "given"
+[model]
+name = "leaky"
+backbone = "tiny"
+input_size = 32
+[output]
+run_dir = "run"
+'''
+    with pytest.raises(LeakageError) as info:
+        run_training(parse_recipe(text, tmp_path / "leaky.toml"))
+    assert "P0" not in str(info.value)
+    assert not (tmp_path / "run" / "checkpoints").exists()
