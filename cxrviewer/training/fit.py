@@ -90,6 +90,25 @@ def choose_strategy() -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
+def measure_step_seconds(build_model: Callable[[], keras.Model], train_ds: tf.data.Dataset, loss,
+                         steps: int = 3, lr: float = 1e-3) -> float:
+    """Seconds per training batch, timed on ``steps`` batches after one warm-up batch.
+
+    The warm-up batch traces the graph (slow, once per run) and is not counted. For the
+    wizard's "time per epoch" estimate: multiply by the number of batches per epoch.
+    """
+    model = build_model()
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr), loss=loss, jit_compile=False)
+    batches = iter(train_ds.repeat())
+    x, y = next(batches)
+    model.train_on_batch(x, y)
+    start = time.monotonic()
+    for _ in range(max(1, steps)):
+        x, y = next(batches)
+        model.train_on_batch(x, y)
+    return (time.monotonic() - start) / max(1, steps)
+
+
 # ---- checkpoints ----------------------------------------------------------------------
 class CheckpointStore:
     """``checkpoints/epoch-NNN/`` folders plus ``latest.json`` naming the newest complete one.

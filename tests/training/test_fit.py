@@ -201,3 +201,13 @@ def test_text_progress_bar_writes_lines_into_a_log(tmp_path):
     assert "phase finetune: 2 epoch(s)" in text
     assert "[" + "#" * 28 + "] 4/4" in text
     assert "epoch 1 (finetune): loss 0.5000  val_loss 0.6000  val_auroc n/a" in text
+
+
+def test_step_time_is_measured_after_the_warm_up_batch(tiny_data):
+    from cxrviewer.training.fit import measure_step_seconds
+    from cxrviewer.training.loss import loss_for
+
+    ds, tr, va, pipelines = tiny_data
+    train_ds, _ = pipelines()
+    seconds = measure_step_seconds(_builder(), train_ds, loss_for("multilabel", ds.labels[tr], LABELS), steps=2)
+    assert 0 < seconds < 5  # a 32 px tiny net: milliseconds, not the graph tracing time

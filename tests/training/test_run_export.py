@@ -287,3 +287,23 @@ run_dir = "run"
         run_training(parse_recipe(text, tmp_path / "leaky.toml"))
     assert "P0" not in str(info.value)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_shipped_recipe_runs_a_few_steps_and_exports_a_loadable_model(tmp_path, capsys):
+    """The real DenseNet121 recipe, shortened to 1 epoch of 2 batches (minutes on 2 cores)."""
+    from cxrviewer.cli import main
+    from cxrviewer.findings import CXR14_LABELS
+    from cxrviewer.model import load_model
+
+    recipe = load_recipe(SHIPPED)
+    out = tmp_path / "run"
+    assert main(["train", str(SHIPPED), "--out", str(out), "--epochs", "1", "--max-steps", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "per training batch" in err and "not published" in err
+    model_path = out / "model" / "cxr14-densenet121.keras"
+    assert model_path.stat().st_size < 40 * 1024 * 1024
+    predictor = load_model(model_path)
+    assert predictor.labels == list(CXR14_LABELS) and predictor.card.input_size == 224
+    assert predictor.card.intended_use == "Demonstration model. Not for diagnostic use."
+    assert not recipe.publish_path.exists() or recipe.publish_path.stat().st_mtime < model_path.stat().st_mtime
