@@ -116,7 +116,8 @@ class CheckpointStore:
     A checkpoint is written into a temp folder, renamed into place, and only then does
     ``latest.json`` (written atomically) point at it; a crash at any moment leaves the
     previous checkpoint intact and findable. The best weights so far (by validation AUROC)
-    are kept separately in ``best.weights.h5`` for the export.
+    are kept in ``best-epoch-NNN.weights.h5``, named by the checkpoint state, so a crash
+    between the two writes cannot pair a history with another epoch's weights.
     """
 
     def __init__(self, directory: str | Path, keep: int = 2):
@@ -127,9 +128,8 @@ class CheckpointStore:
     def latest_file(self) -> Path:
         return self.dir / "latest.json"
 
-    @property
-    def best_weights(self) -> Path:
-        return self.dir / "best.weights.h5"
+    def best_weights(self, epoch: int) -> Path:
+        return self.dir / f"best-epoch-{epoch:03d}.weights.h5"
 
     def exists(self) -> bool:
         return self.latest_file.exists()
@@ -153,10 +153,14 @@ class CheckpointStore:
                                              "epoch": state["epoch"], "phase": state["phase"]})
         for old in sorted(self.dir.glob("epoch-*"))[:-self.keep]:
             shutil.rmtree(old, ignore_errors=True)
+        best = state.get("best_epoch")
+        for old in self.dir.glob("best-epoch-*.weights.h5"):
+            if best is None or old != self.best_weights(best):
+                old.unlink(missing_ok=True)
         return final
 
-    def save_best(self, model: keras.Model) -> None:
-        with atomic_path(self.best_weights, suffix=".weights.h5") as tmp:
+    def save_best(self, model: keras.Model, epoch: int) -> None:
+        with atomic_path(self.best_weights(epoch), suffix=".weights.h5") as tmp:
             model.save_weights(tmp)
 
     def load_state(self) -> tuple[dict, Path]:
@@ -233,10 +237,14 @@ def quiet_dataset_warnings():
         yield
 
 
+# Dataset map functions are plain TensorFlow ops: no AutoGraph conversion (which re-reads
+# the source file and would trace the wrong function if the file changed on disk).
+@tf.autograph.experimental.do_not_convert
 def _images_only(x, y):
     return x
 
 
+@tf.autograph.experimental.do_not_convert
 def _labels_only(x, y):
     return y
 
@@ -294,7 +302,7 @@ class _EpochKeeper(keras.callbacks.Callback):
         if improved:
             run.best_score, run.best_epoch = score, epoch + 1
             run.wait = 0
-            run.store.save_best(self.model)
+            run.store.save_best(self.model, epoch + 1)
         else:
             run.wait += 1
         entry["best"] = bool(improved)
@@ -436,8 +444,8 @@ def fit(
     stopped = "cancelled" if run.cancelled else "completed"
     if run.cancelled:
         callback.on_message("training cancelled; the last finished epoch is in the checkpoint (resume to continue)")
-    if store.best_weights.exists():
-        _load_weights(model, store.best_weights)
+    if run.best_epoch is not None and store.best_weights(run.best_epoch).exists():
+        _load_weights(model, store.best_weights(run.best_epoch))
         notes.append(f"weights from epoch {run.best_epoch} (best validation AUROC)")
     return FitResult(model, run.history, run.best_epoch, run.best_score, stopped, len(run.history),
                      run.train_seconds, device.summary() if hasattr(device, "summary") else str(device),

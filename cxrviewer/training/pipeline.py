@@ -293,6 +293,7 @@ def make_dataset(
             return np.zeros((size, size), np.float32), False
         return grid, True
 
+    @tf.autograph.experimental.do_not_convert
     def tf_load(i, target):
         grid, ok = tf.numpy_function(load, [i], [tf.float32, tf.bool], stateful=False)
         grid = tf.ensure_shape(grid, [size, size])
@@ -306,6 +307,7 @@ def make_dataset(
     ds = ds.batch(batch_size)
     aug = augmentation if training else None
 
+    @tf.autograph.experimental.do_not_convert
     def finish(grids, target):
         if aug is not None:
             grids = augment_batch(grids, aug)
@@ -315,10 +317,12 @@ def make_dataset(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+@tf.autograph.experimental.do_not_convert
 def _decoded(grid, target, ok):
     return ok
 
 
+@tf.autograph.experimental.do_not_convert
 def _drop_flag(grid, target, ok):
     return grid, target
 

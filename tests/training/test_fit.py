@@ -107,6 +107,11 @@ def test_training_loss_goes_down_and_history_is_complete(tiny_data, tmp_path):
     assert result.stopped == "completed" and result.best_epoch is not None
     latest = json.loads((tmp_path / "run" / "checkpoints" / "latest.json").read_text())
     assert latest["epoch"] == 10 and latest["phase"] == "finetune"
+    # The best epoch's weights are kept (and only those); the model returned holds them.
+    best = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("best-epoch-*"))
+    assert best == [f"best-epoch-{result.best_epoch:03d}.weights.h5"]
+    top = max(h["val_auroc"] for h in result.history if h["val_auroc"] is not None)
+    assert top - config.min_delta <= result.best_val_auroc <= top
 
 
 def test_cancel_then_resume_continues_from_the_right_epoch_and_phase(tiny_data, tmp_path):
