@@ -277,8 +277,13 @@ class _EpochKeeper(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.t0 = time.monotonic()
+        self.t_first = None
+        self.batches = 0
 
     def on_train_batch_end(self, batch, logs=None):
+        self.batches = batch + 1
+        if batch == 0:
+            self.t_first = time.monotonic()  # the first batch of a phase also traces the graph
         self.run.callback.on_batch_end(batch + 1, self.total_steps)
         if self.run.callback.should_stop():
             self.run.cancelled = True
@@ -290,7 +295,13 @@ class _EpochKeeper(keras.callbacks.Callback):
         run = self.run
         entry = {"epoch": epoch + 1, "phase": self.phase, "loss": float((logs or {}).get("loss", np.nan)),
                  "lr": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))}
-        entry["train_seconds_epoch"] = time.monotonic() - self.t0
+        now = time.monotonic()
+        entry["train_seconds_epoch"] = now - self.t0
+        # Steady-state seconds per batch, without the first batch (graph tracing).
+        if self.batches > 1 and self.t_first is not None:
+            entry["step_seconds"] = (now - self.t_first) / (self.batches - 1)
+        else:
+            entry["step_seconds"] = entry["train_seconds_epoch"] / max(self.batches, 1)
         t_val = time.monotonic()
         entry.update(validation_scores(self.model, run.val_ds, run.loss, run.label_names, run.task))
         entry["val_seconds"] = time.monotonic() - t_val

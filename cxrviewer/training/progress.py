@@ -147,8 +147,13 @@ class LogFile(NullCallback):
         self._line(text)
 
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
-        keys = ("phase", "loss", "val_loss", "val_auroc", "seconds", "train_seconds_epoch", "val_seconds")
-        self._line(f"epoch {epoch}: " + ", ".join(f"{k}={logs[k]}" for k in keys if k in logs))
+        keys = ("phase", "loss", "val_loss", "val_auroc", "seconds", "train_seconds_epoch", "step_seconds",
+                "val_seconds", "best")
+
+        def fmt(v):
+            return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+        self._line(f"epoch {epoch}: " + ", ".join(f"{k}={fmt(logs[k])}" for k in keys if k in logs))
 
 
 class Fanout(NullCallback):

@@ -378,8 +378,7 @@ def _fmt(v) -> str:
 def _say_estimate(say, history, n_train, batch_size, planned_epochs) -> None:
     """Time per full epoch and for the whole plan, from the epochs just run."""
     h = history[-1]
-    steps = h.get("steps") or 1
-    per_step = h["train_seconds_epoch"] / steps
+    per_step = h.get("step_seconds") or h["train_seconds_epoch"] / (h.get("steps") or 1)
     full_steps = -(-n_train // batch_size)
     full_epoch = per_step * full_steps + h.get("val_seconds", 0.0)
     say(f"time: {per_step:.2f} s per training batch; a full epoch ({full_steps} batches + validation) "
