@@ -54,6 +54,9 @@ class FitConfig:
     from_scratch: bool = True
     mixed_precision: bool = False
     max_steps_per_epoch: int = 0  # 0: the whole training set every epoch
+    # Wall-clock budget for this call's epochs (0: none): no epoch is started that would
+    # not finish within it, judged by the last epoch's duration.
+    max_train_seconds: float = 0.0
     seed: int = 0
 
     def phase_plan(self) -> list[tuple[str, int, float]]:
@@ -74,7 +77,7 @@ class FitResult:
     history: list[dict]
     best_epoch: int | None
     best_val_auroc: float | None
-    stopped: str  # "completed", "cancelled"
+    stopped: str  # "completed", "cancelled", "time budget"
     epochs_run: int
     train_seconds: float
     device: str
@@ -319,7 +322,14 @@ class _EpochKeeper(keras.callbacks.Callback):
         entry["best"] = bool(improved)
         run.history.append(entry)
         phase_over = run.wait >= run.config.patience
-        if phase_over:
+        budget = run.config.max_train_seconds
+        if budget and time.monotonic() - run.started + entry["seconds"] > budget:
+            self.model.stop_training = True
+            run.out_of_time = True  # not saved as a finished phase: --resume may continue
+            run.callback.on_message(
+                f"time budget: another epoch (~{entry['seconds'] / 60:.1f} min) would exceed the "
+                f"{budget / 60:.0f} min allowed for training; stopping after epoch {epoch + 1}")
+        elif phase_over:
             self.model.stop_training = True
             run.stopped_phases.append(self.phase)
             run.callback.on_message(
@@ -344,6 +354,8 @@ class _Run:
     stopped_phases: list[str] = field(default_factory=list)
     train_seconds: float = 0.0
     cancelled: bool = False
+    out_of_time: bool = False
+    started: float = field(default_factory=time.monotonic)
     extra_state: dict = field(default_factory=dict)
 
     def state(self, epoch: int, phase: str) -> dict:
@@ -448,11 +460,11 @@ def fit(
                       callbacks=[_EpochKeeper(run, phase, steps)])
         state = None
         cursor = len(run.history)
-        if run.cancelled:
+        if run.cancelled or run.out_of_time:
             break
 
     notes = []
-    stopped = "cancelled" if run.cancelled else "completed"
+    stopped = "cancelled" if run.cancelled else ("time budget" if run.out_of_time else "completed")
     if run.cancelled:
         callback.on_message("training cancelled; the last finished epoch is in the checkpoint (resume to continue)")
     if run.best_epoch is not None and store.best_weights(run.best_epoch).exists():

@@ -120,6 +120,7 @@ class TrainSpec:
     horizontal_flip: bool = False
     mixed_precision: bool = False
     max_steps_per_epoch: int = 0
+    max_minutes: float = 0.0  # wall-clock budget for the whole run (0: none)
     seed: int = 0
     workers: int = 0  # decode threads (0: automatic)
 

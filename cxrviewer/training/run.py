@@ -40,6 +40,9 @@ from cxrviewer.training.split import (
 from cxrviewer.training.weights import binary_class_weights, class_frequencies
 
 
+FINAL_RESERVE_S = 300.0  # evaluation + export of a DenseNet121 on 2 CPU cores: ~2-3 min
+
+
 @dataclass
 class TrainingOutcome:
     run_dir: Path
@@ -274,6 +277,10 @@ def run_training(recipe: Recipe, *, run_dir: str | Path | None = None, resume: b
                        mixed_precision=t.mixed_precision,
                        max_steps_per_epoch=max_steps if max_steps is not None else t.max_steps_per_epoch,
                        seed=t.seed)
+    if t.max_minutes:
+        # What is left of the run's budget, minus a reserve for the final evaluation and
+        # export (about two validation passes, a test pass and writing the model).
+        config.max_train_seconds = max(60.0, t.max_minutes * 60 - (time.monotonic() - t_start) - FINAL_RESERVE_S)
     fingerprint = _split_fingerprint(usable, split)
     result = fit(build, train_ds, len(idx["train"]), val_ds, loss, labels, task, config, run_dir, callback,
                  resume=resume, extra_state={"split": fingerprint, "mean": pre.mean, "std": pre.std})

@@ -216,3 +216,19 @@ def test_step_time_is_measured_after_the_warm_up_batch(tiny_data):
     train_ds, _ = pipelines()
     seconds = measure_step_seconds(_builder(), train_ds, loss_for("multilabel", ds.labels[tr], LABELS), steps=2)
     assert 0 < seconds < 5  # a 32 px tiny net: milliseconds, not the graph tracing time
+
+
+def test_time_budget_stops_before_an_epoch_that_would_not_fit_and_resume_continues(tiny_data, tmp_path):
+    from cxrviewer.training.fit import FitConfig
+
+    rec = Recorder()
+    # A budget shorter than one epoch: the first epoch runs (nothing to judge by before it),
+    # then no further epoch is started.
+    config = FitConfig(batch_size=16, head_epochs=0, finetune_epochs=5, finetune_lr=3e-3, patience=20,
+                       max_train_seconds=0.5, seed=0)
+    result = _fit(tiny_data, tmp_path / "run", config, rec)
+    assert result.stopped == "time budget" and len(result.history) == 1
+    assert any("time budget" in m for m in rec.messages)
+    config.max_train_seconds = 0.0
+    resumed = _fit(tiny_data, tmp_path / "run", config, resume=True)
+    assert resumed.stopped == "completed" and [h["epoch"] for h in resumed.history] == [1, 2, 3, 4, 5]
