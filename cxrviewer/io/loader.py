@@ -8,6 +8,7 @@ import struct
 from pathlib import Path
 
 from cxrviewer.io.checks import film_warnings
+from cxrviewer.io.dicom import read_dicom
 from cxrviewer.io.film import (
     CorruptFilmError,
     Film,
@@ -16,6 +17,7 @@ from cxrviewer.io.film import (
     UnreadableFilmError,
     UnsupportedFilmError,
 )
+from cxrviewer.io.raster import read_raster
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -74,7 +76,8 @@ def load_film(path: str | os.PathLike) -> Film:
     except MemoryError:
         raise UnsupportedFilmError(film_path, "not enough memory to decode this film") from None
     except Exception as exc:  # a reader's unexpected failure still names the file
-        raise CorruptFilmError(film_path, f"cannot read: {type(exc).__name__}: {exc}") from exc
+        reason = " ".join(str(exc).split())[:200]
+        raise CorruptFilmError(film_path, f"cannot read: {type(exc).__name__}: {reason}") from exc
 
 
 def _load(path: Path) -> Film:
@@ -84,11 +87,7 @@ def _load(path: Path) -> Film:
         raise NotAFilmError(path, _describe_unknown(path, head))
     data = data_reader()
     if kind in ("dicom", "dicom-bare"):
-        from cxrviewer.io.dicom import read_dicom
-
         return read_dicom(path, data, has_preamble=kind == "dicom")
-    from cxrviewer.io.raster import read_raster
-
     return read_raster(path, data, kind)
 
 
