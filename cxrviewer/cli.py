@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("config")
     s.add_argument("--out", help="override the recipe's output folder")
     s.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    s.add_argument("--max-steps", type=int, metavar="N",
+                   help="at most N batches per epoch (smoke test or time estimate)")
+    s.add_argument("--epochs", type=int, metavar="N", help="at most N epochs in all (smoke test)")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing model of the same name")
 
     s = sub.add_parser("import-weights", help="convert a PyTorch DenseNet121 checkpoint")
     s.add_argument("checkpoint")
