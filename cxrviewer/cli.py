@@ -63,7 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--labels", required=True)
     s.add_argument("--out", required=True, help="report folder")
     s.add_argument("--model", help="model whose card gives the operating thresholds")
-    s.add_argument("--bootstrap", type=int, default=1000)
+    s.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs (0: none)")
+    s.add_argument("--seed", type=int, default=0, help="bootstrap random seed")
+    s.add_argument("--label-map", action="append", metavar="COLUMN=LABEL",
+                   help="read a labels-file column or finding as a model label, e.g. Target=Pneumonia")
 
     s = sub.add_parser("train", help="fine-tune or train a model from a TOML recipe")
     s.add_argument("config")
