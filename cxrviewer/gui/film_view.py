@@ -235,7 +235,7 @@ class FilmView(QWidget):
 
     # ---- overlay ----------------------------------------------------------------------
     def set_overlay(self, label: str, heat: np.ndarray | None) -> None:
-        """Grad-CAM map (film shape, 0..1) for ``label``; None removes it."""
+        """Grad-CAM map (film shape; float 0..1 or uint8 0..255) for ``label``; None removes it."""
         if heat is not None and self.film is not None and tuple(heat.shape[:2]) != tuple(self.film.shape):
             heat = None  # never paint a map made for another film
         self._overlay_map = heat
@@ -246,7 +246,8 @@ class FilmView(QWidget):
         heat = self._overlay_map
         show = heat is not None and self.overlay.visible
         if heat is not None:
-            self.overlay_item.setImage(to_uint8(np.asarray(heat, np.float32)), levels=(0, 255), autoLevels=False)
+            img = heat if heat.dtype == np.uint8 else to_uint8(np.asarray(heat, np.float32))
+            self.overlay_item.setImage(img, levels=(0, 255), autoLevels=False)
             self.overlay_item.setLookupTable(overlay_lut(self.overlay.colormap))
             self.overlay_item.setOpacity(self.overlay.opacity)
         self.overlay_item.setVisible(show)

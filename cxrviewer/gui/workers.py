@@ -104,10 +104,12 @@ def _is_film_error(exc: BaseException) -> bool:
 class IOPool(QObject):
     """Two threads for decoding and other short I/O; callbacks run on the GUI thread."""
 
-    # Priorities: a film the reader asked for jumps ahead of thumbnails and batch decodes.
-    PRIORITY_FILM = 100
-    PRIORITY_ANALYSIS = 50
-    PRIORITY_THUMBNAIL = 10
+    # Priorities (higher runs first): the film the reader asked for jumps ahead of
+    # everything; thumbnails add a rising counter so the rows painted last (the ones on
+    # screen now) come first; batch decodes fill the gaps.
+    PRIORITY_FILM = 1 << 30
+    PRIORITY_TASK = 1 << 29
+    PRIORITY_THUMBNAIL = 1000
     PRIORITY_BATCH = 0
 
     def __init__(self, threads: int = 2, parent=None):
