@@ -169,7 +169,8 @@ class FilmDelegate(QStyledItemDelegate):
         sub = status
         message = index.data(MESSAGE_ROLE) or ""
         if message and status in (WARNING, ERROR):
-            sub = f"{status}: {message}"
+            base = Path(name).name + ": "
+            sub = f"{status}: {message[len(base):] if message.startswith(base) else message}"
         parent = str(Path(name).parent)
         if parent != ".":
             sub = f"{parent}  ·  {sub}"

@@ -111,6 +111,7 @@ class FilmView(QWidget):
             lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         bar = QHBoxLayout()
         bar.setContentsMargins(6, 2, 6, 2)
+        bar.setSpacing(18)
         bar.addWidget(self.geometry_label, 3)
         bar.addWidget(self.cursor_label, 3)
         bar.addWidget(self.window_label, 2, Qt.AlignmentFlag.AlignRight)
@@ -172,6 +173,11 @@ class FilmView(QWidget):
         r = self.graphics.rect()
         self.message.setGeometry(r.adjusted(40, r.height() // 3, -40, -r.height() // 3))
 
+    @property
+    def redraw_pending(self) -> bool:
+        """A window/level change is waiting for the next (folded) redraw."""
+        return self._redraw_timer.isActive()
+
     # ---- grey levels ------------------------------------------------------------------
     def display_array(self) -> np.ndarray | None:
         """The film's grey image for the current window and inversion, float 0..1."""
@@ -185,7 +191,8 @@ class FilmView(QWidget):
             from cxrviewer.io import apply_window
 
             img = apply_window(
-                film.raw, d.center, d.width, invert=presets.white_is_low(film.meta.photometric)
+                film.raw, d.center, d.width, invert=presets.film_inverts(film.meta),
+                function=d.function,
             )
             img = np.asarray(img, dtype=np.float32)
         if d.invert:
@@ -221,7 +228,7 @@ class FilmView(QWidget):
         # MONOCHROME1: the level moves along the stored values, the image follows.
         width = max(w0 + self._drag_acc[0] * self._drag_scale, self._drag_scale)
         center = c0 + self._drag_acc[1] * self._drag_scale
-        d.set_window(center, width, "")
+        d.set_window(center, width, "", "LINEAR")
         if finish:
             self._drag_start = None
 

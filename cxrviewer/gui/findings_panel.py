@@ -77,6 +77,7 @@ class FindingsPanel(QWidget):
         lay.addWidget(self.plot, 1)
         lay.addWidget(self.calls_label)
         model_state.changed.connect(self._model_changed)
+        self.plot.hide()
         self._model_changed()
 
     # ---- model ------------------------------------------------------------------------
@@ -114,6 +115,7 @@ class FindingsPanel(QWidget):
         self._value_items = []
         self.plot.getPlotItem().getAxis("left").setTicks([[]])
         self.calls_label.setText("")
+        self.plot.hide()  # an empty chart reads like "all zero"; show none until scored
         self.set_status(status)
 
     def show_prediction(self, prediction, thresholds: dict[str, float] | None = None) -> None:
@@ -153,6 +155,7 @@ class FindingsPanel(QWidget):
         else:
             self.calls_label.setText("No finding above its threshold.")
         self.set_status("")
+        self.plot.show()
         self._draw_selection()
         self.shown.emit()
 

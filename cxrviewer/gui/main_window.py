@@ -154,7 +154,8 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.docks["batch"], self.docks["log"])
         self.docks["batch"].raise_()
         self.resizeDocks([self.docks["browser"], self.docks["findings"]], [300, 380], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.docks["batch"]], [240], Qt.Orientation.Vertical)
+        self.resizeDocks([self.docks["findings"], self.docks["tags"]], [520, 300], Qt.Orientation.Vertical)
+        self.resizeDocks([self.docks["batch"]], [200], Qt.Orientation.Vertical)
 
         self.model_status = QLabel("Model: not loaded")
         self.position_label = QLabel("")
@@ -551,7 +552,8 @@ class MainWindow(QMainWindow):
         if name.startswith("dicom:"):
             i = int(name.split(":", 1)[1])
             wp = film.meta.window_presets[i]
-            d.set_window(float(wp.center), float(wp.width), wp.name or f"DICOM {i + 1}")
+            d.set_window(float(wp.center), float(wp.width), wp.name or f"DICOM {i + 1}",
+                         getattr(wp, "function", "LINEAR"))
             return
         if name.startswith("custom:"):
             for p in self.settings.custom_presets:

@@ -69,8 +69,14 @@ def white_is_low(photometric: str | None) -> bool:
     return (photometric or "").upper() == "MONOCHROME1"
 
 
+def film_inverts(meta) -> bool:
+    """Whether the loader inverted this film after the VOI (FilmMeta.invert, else MONOCHROME1)."""
+    inv = getattr(meta, "invert", None)
+    return bool(inv) if inv is not None else white_is_low(meta.photometric)
+
+
 def density_window(raw: np.ndarray, low: float, high: float, photometric: str | None) -> tuple[float, float]:
-    """(centre, width) in raw units spanning the given density percentiles of this film.
+    """DICOM (centre, width) in raw units mapping the given density percentiles to black..white.
 
     Density rank is the raw value for MONOCHROME2 and raster films and its negative for
     MONOCHROME1, so 'lung' picks the same anatomy whichever way the file stores grey.
@@ -83,9 +89,9 @@ def density_window(raw: np.ndarray, low: float, high: float, photometric: str | 
         lo, hi = np.percentile(sample, [100.0 - high, 100.0 - low])
     else:
         lo, hi = np.percentile(sample, [low, high])
-    lo, hi = float(lo), float(hi)
-    width = max(hi - lo, 1e-6 * max(1.0, abs(hi)), 1e-6)
-    return (lo + hi) / 2.0, width
+    from cxrviewer.io.window import window_for_range  # pydicom: not at window start-up
+
+    return window_for_range(float(lo), float(hi))
 
 
 def resolve(defn: PresetDef, raw: np.ndarray, photometric: str | None, units: str) -> tuple[float, float]:
@@ -98,6 +104,7 @@ def resolve(defn: PresetDef, raw: np.ndarray, photometric: str | None, units: st
 
 def full_range(raw: np.ndarray) -> tuple[float, float]:
     """(centre, width) covering every value of the film; the start of a drag from 'as loaded'."""
+    from cxrviewer.io.window import window_for_range
+
     sample = np.asarray(raw)[::_SAMPLE_STEP, ::_SAMPLE_STEP]
-    lo, hi = float(np.nanmin(sample)), float(np.nanmax(sample))
-    return (lo + hi) / 2.0, max(hi - lo, 1e-6)
+    return window_for_range(float(np.nanmin(sample)), float(np.nanmax(sample)))

@@ -170,13 +170,15 @@ class DisplayState(QObject):
         self.center = 0.5
         self.width = 1.0
         self.preset = "as loaded"
+        self.function = "LINEAR"  # DICOM VOI LUT function of the window (a file may say SIGMOID)
         self.invert = False  # the reader's invert, on top of the loader's MONOCHROME1 handling
 
-    def set_window(self, center: float, width: float, preset: str = "") -> None:
+    def set_window(self, center: float, width: float, preset: str = "", function: str = "LINEAR") -> None:
         width = max(float(width), 1e-6)
-        if (self.center, self.width, self.preset) == (float(center), width, preset):
+        new = (float(center), width, preset, function or "LINEAR")
+        if (self.center, self.width, self.preset, self.function) == new:
             return
-        self.center, self.width, self.preset = float(center), width, preset
+        self.center, self.width, self.preset, self.function = new
         self.changed.emit()
 
     def set_invert(self, on: bool) -> None:
