@@ -101,6 +101,11 @@ class FilmView(QWidget):
         self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.message.setWordWrap(True)
         self.message.hide()
+        # Which finding the heat map is for, always beside the map itself.
+        self.overlay_caption = QLabel(self.graphics)
+        self.overlay_caption.setObjectName("overlayCaption")
+        self.overlay_caption.move(8, 8)
+        self.overlay_caption.hide()
 
         self.cursor_label = QLabel("")
         self.cursor_label.setObjectName("cursorLabel")
@@ -137,6 +142,7 @@ class FilmView(QWidget):
         self._overlay_map = None
         self.overlay_label = ""
         self.overlay_item.setVisible(False)
+        self.overlay_caption.hide()
         self.message.hide()
         rows, cols = film.shape
         spacing = film.meta.pixel_spacing
@@ -155,6 +161,7 @@ class FilmView(QWidget):
         self.image_item.clear()
         self.overlay_item.clear()
         self.overlay_item.setVisible(False)
+        self.overlay_caption.hide()
         self.geometry_label.setText("")
         self.cursor_label.setText("")
         self.window_label.setText("")
@@ -258,6 +265,11 @@ class FilmView(QWidget):
             self.overlay_item.setLookupTable(overlay_lut(self.overlay.colormap))
             self.overlay_item.setOpacity(self.overlay.opacity)
         self.overlay_item.setVisible(show)
+        if show:
+            self.overlay_caption.setText(f"Grad-CAM: {self.overlay_label.replace('_', ' ')} "
+                                         "(where the model looked; not an outline of a finding)")
+            self.overlay_caption.adjustSize()
+        self.overlay_caption.setVisible(show)
         self.overlay_rendered.emit(self.overlay_label if show else "")
 
     # ---- zoom -------------------------------------------------------------------------

@@ -921,6 +921,10 @@ class MainWindow(QMainWindow):
     def _roc_ready(self, report) -> None:
         self._report = report
         self.batch.roc.show_report(report)
+        # ROC curves need room: give the batch panel half the window while they are read.
+        if not self.docks["batch"].isFloating():
+            self.docks["batch"].raise_()
+            self.resizeDocks([self.docks["batch"]], [int(self.height() * 0.55)], Qt.Orientation.Vertical)
         self.batch.report_button.setEnabled(True)
         self.roc_shown.emit(report)
 

@@ -282,9 +282,11 @@ class InferenceWorker(QThread):
         self._current: tuple[Path | None, int] = (None, -1)
         self._batch: _BatchRun | None = None
         self._predictor = None
-        # For tests and the benchmark: the thread that imported TensorFlow and when.
+        # For tests and the benchmark: the thread that loaded the model, how long it took,
+        # and how many requests of each kind actually ran (collapsed ones never do).
         self.model_thread_ident: int | None = None
         self.model_load_seconds: float | None = None
+        self.served = {"prediction": 0, "gradcam": 0, "batch_films": 0}
 
     # ---- GUI-thread API ------------------------------------------------------------
     def request_model(self, path: str | Path | None) -> None:
@@ -351,6 +353,7 @@ class InferenceWorker(QThread):
         )
 
     def run(self) -> None:
+        threading.current_thread().name = "cxrviewer-inference"  # readable in logs and tracebacks
         while True:
             with self._cond:
                 while not self._stopping and not self._has_work():
@@ -420,6 +423,7 @@ class InferenceWorker(QThread):
         if self._predictor is None:
             self.prediction_failed.emit(path, generation, "no model loaded")
             return
+        self.served["prediction"] += 1
         try:
             prediction = self._predictor.predict([film], batch_size=1)[0]
         except Exception as exc:
@@ -431,6 +435,7 @@ class InferenceWorker(QThread):
     def _gradcam(self, path: Path, generation: int, film, label: str) -> None:
         if not self._is_current(path, generation) or self._predictor is None:
             return
+        self.served["gradcam"] += 1
         try:
             heat = self._predictor.gradcam(film, label)
         except Exception as exc:
@@ -511,6 +516,7 @@ class InferenceWorker(QThread):
                     BatchRow(p, rel, status_for(result), dict(result.probabilities), list(result.calls))
                 )
         run.done += len(rows)
+        self.served["batch_films"] += len(rows)
         self.batch_rows.emit(run.job_id, rows)
 
     def _end_batch(self, run: _BatchRun, error: str = "") -> None:
