@@ -17,6 +17,7 @@ import traceback
 log = logging.getLogger("cxrviewer.gui")
 
 # Set by the benchmark and tests: "window" prints when the window is on screen and quits;
+# "views" also waits for the image views (pyqtgraph, imported in the background);
 # "film" opens PATH, prints when its first film is drawn (or failed), and quits.
 STARTUP_PROBE_ENV = "CXRVIEWER_STARTUP_PROBE"
 
@@ -81,6 +82,16 @@ def run_app(path: str | None = None, model: str | None = None) -> int:
             # Epoch time so the benchmark can measure from before it started the process.
             print(f"CXRVIEWER_WINDOW_SHOWN {time.time():.6f} tf_loaded={'tensorflow' in sys.modules}",
                   flush=True)
+            if probe == "views":
+                def views():
+                    print(f"CXRVIEWER_VIEWS_READY {time.time():.6f}", flush=True)
+                    QTimer.singleShot(0, win.close)
+
+                if win.views_built:
+                    views()
+                else:
+                    win.views_ready.connect(views)
+                return
             if probe != "film":
                 QTimer.singleShot(0, win.close)
                 return

@@ -200,7 +200,11 @@ class BatchPanel(QWidget):
         self._update_label()
 
     def add_rows(self, rows: list[BatchRow]) -> None:
+        # Sorting on every insert re-asks the model for every cell; sort once per chunk.
+        sorting = self.table.isSortingEnabled()
+        self.table.setSortingEnabled(False)
         self.model.add(rows)
+        self.table.setSortingEnabled(sorting)
         self.progress.setValue(len(self.model.rows))
         self._update_label()
 

@@ -15,9 +15,8 @@ from PySide6.QtCore import QPointF, Qt, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from cxrviewer.gui import presets
+from cxrviewer.gui.state import OVERLAY_COLORMAPS as COLORMAPS  # noqa: F401 - re-exported
 from cxrviewer.gui.state import DisplayState, OverlayState
-
-COLORMAPS = ("inferno", "viridis", "turbo", "plasma", "CET-L3")
 
 
 def to_uint8(img01: np.ndarray) -> np.ndarray:

@@ -1,5 +1,10 @@
 """The main window: wires the state, the workers and the panels together.
 
+Start-up: the window is shown with plain Qt widgets first; pyqtgraph (about a second to
+import) and the views built on it (film view, findings chart, batch/ROC panel) are
+imported on a background thread and put in place as soon as they arrive. The model loads
+meanwhile in the inference thread; a folder given at start opens once the views exist.
+
 Flow: the browser picks a path -> FilmState.select bumps the generation -> the I/O pool
 decodes -> the view shows the film -> the inference worker predicts -> the findings
 panel draws the bars -> the worker computes Grad-CAM for the selected finding -> the view
@@ -10,11 +15,13 @@ anything for another film is counted in ``dropped_results`` and thrown away.
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-from PySide6.QtCore import QSize, Qt, QTimer, Signal
+import threading
+
+from PySide6.QtCore import QObject, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
@@ -31,15 +38,12 @@ from PySide6.QtWidgets import (
 
 from cxrviewer import NOT_FOR_DIAGNOSIS, __version__
 from cxrviewer.gui import jobs, presets
-from cxrviewer.gui.batch_panel import BatchPanel
 from cxrviewer.gui.browser import FilmBrowser, make_thumbnail
 from cxrviewer.gui.cache import LRUCache
-from cxrviewer.gui.film_view import COLORMAPS, FilmView
-from cxrviewer.gui.findings_panel import FindingsPanel
 from cxrviewer.gui.log_panel import LogPanel, QtLogHandler
 from cxrviewer.gui.model_dialogs import ModelCardDialog
 from cxrviewer.gui.settings import Settings
-from cxrviewer.gui.state import ERROR, SCORED, WARNING, ViewerState
+from cxrviewer.gui.state import ERROR, OVERLAY_COLORMAPS, SCORED, WARNING, ViewerState
 from cxrviewer.gui.tag_panel import TagPanel
 from cxrviewer.gui.theme import icon
 from cxrviewer.gui.workers import InferenceWorker, IOPool
@@ -51,6 +55,22 @@ HOW_TO_GET_A_MODEL = (
     ".keras file with its .card.json beside it, or place the shipped model "
     "(cxr14-densenet121.keras + card) in the models/ folder of the installation."
 )
+
+
+class _ImportRelay(QObject):
+    done = Signal(str)  # "" when the view modules imported, else the error
+
+
+def _import_view_modules(relay: _ImportRelay) -> None:
+    """Background thread: import pyqtgraph and the views built on it."""
+    try:
+        import cxrviewer.gui.batch_panel  # noqa: F401
+        import cxrviewer.gui.film_view  # noqa: F401
+        import cxrviewer.gui.findings_panel  # noqa: F401
+    except Exception as exc:  # shown in the window; the browser and log still work
+        relay.done.emit(f"{type(exc).__name__}: {exc}")
+        return
+    relay.done.emit("")
 
 
 @dataclass
@@ -74,6 +94,7 @@ class MainWindow(QMainWindow):
     roc_shown = Signal(object)  # EvaluationReport
     export_done = Signal(object)  # Path written
     error_reported = Signal(str)
+    views_ready = Signal()  # film view, findings and batch panels are built
 
     def __init__(self, settings: Settings | None = None, model_path: str | Path | None = None,
                  *, io_threads: int = 2, parent=None):
@@ -95,10 +116,26 @@ class MainWindow(QMainWindow):
         self._pending_select: Path | None = None
         self._thumb_counter = 0
         self._batch_job = 0
+        self._batch_pending: list = []  # rows waiting for the next table/browser update
         self._report = None
         self._started = False
         self._shown_once = False
         self._closing = False
+        self._start_path: str | Path | None = None
+        self.views_built = False
+        self.film_view = None  # FilmView, FindingsPanel, BatchPanel: built in _build_views
+        self.findings = None
+        self.batch = None
+
+        # Worker threads run Python too (decoding, Keras glue). A shorter GIL switch
+        # interval than the default 5 ms lets the GUI thread back in sooner after each
+        # Qt call, which is what keeps the event loop smooth while a batch runs.
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
+        # Batch results reach the table, the browser and the progress bar a few times a
+        # second in chunks, not per film: each Qt update costs the GUI thread the GIL.
+        self._batch_flush = QTimer(self)
+        self._batch_flush.setInterval(250)
+        self._batch_flush.timeout.connect(self._flush_batch_rows)
 
         self._build_widgets()
         self._build_actions()
@@ -112,6 +149,10 @@ class MainWindow(QMainWindow):
         self._restore_settings()
         self.setAcceptDrops(True)
         self.resize(1400, 900)
+        self._import_relay = _ImportRelay(self)
+        self._import_relay.done.connect(self._build_views)
+        threading.Thread(target=_import_view_modules, args=(self._import_relay,), name="cxrviewer-import-views",
+                         daemon=True).start()
 
     # ==================================================================================
     # construction
@@ -122,28 +163,24 @@ class MainWindow(QMainWindow):
         self.banner.setObjectName("warningBanner")
         self.banner.setWordWrap(True)
         self.banner.hide()
-        self.film_view = FilmView(s.display, s.overlay)
-        self.film_view.set_message("Open a folder of chest films (File ▸ Open folder…, or drop it here).")
+        self._view_placeholder = self._placeholder("Starting the viewer…")
         central = QWidget()
-        lay = QVBoxLayout(central)
+        self._central_layout = lay = QVBoxLayout(central)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(0)
         lay.addWidget(self.banner)
-        lay.addWidget(self.film_view, 1)
+        lay.addWidget(self._view_placeholder, 1)
         self.setCentralWidget(central)
 
         self.browser = FilmBrowser(s.folder)
-        self.findings = FindingsPanel(s.model)
         self.tags = TagPanel()
         self.log_panel = LogPanel()
-        self.batch = BatchPanel()
-        self.batch.set_model_ready(False)
         self.docks = {}
         for name, title, widget, area in (
             ("browser", "Films", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea),
-            ("findings", "Findings", self.findings, Qt.DockWidgetArea.RightDockWidgetArea),
+            ("findings", "Findings", self._placeholder(""), Qt.DockWidgetArea.RightDockWidgetArea),
             ("tags", "DICOM tags", self.tags, Qt.DockWidgetArea.RightDockWidgetArea),
-            ("batch", "Batch", self.batch, Qt.DockWidgetArea.BottomDockWidgetArea),
+            ("batch", "Batch", self._placeholder(""), Qt.DockWidgetArea.BottomDockWidgetArea),
             ("log", "Log", self.log_panel, Qt.DockWidgetArea.BottomDockWidgetArea),
         ):
             dock = QDockWidget(title, self)
@@ -168,11 +205,54 @@ class MainWindow(QMainWindow):
         self.opacity_slider.setFixedWidth(110)
         self.opacity_slider.setToolTip("Grad-CAM overlay opacity")
         self.colormap_box = QComboBox()
-        self.colormap_box.addItems(list(COLORMAPS))
+        self.colormap_box.addItems(list(OVERLAY_COLORMAPS))
         self.colormap_box.setToolTip("Grad-CAM colour map")
         self.preset_box = QComboBox()
         self.preset_box.setToolTip("Window/level preset")
         self.preset_box.setMinimumWidth(170)
+
+    @staticmethod
+    def _placeholder(text: str) -> QLabel:
+        lab = QLabel(text)
+        lab.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        lab.setObjectName("filmMessage" if text else "")
+        return lab
+
+    def _build_views(self, import_error: str = "") -> None:
+        """Put the pyqtgraph views in place (GUI thread, once their modules are imported)."""
+        if self._closing or self.views_built:
+            return
+        if import_error:
+            self._view_placeholder.setText(f"The image view could not start: {import_error}")
+            log.error("image view could not start: %s", import_error)
+            return
+        from cxrviewer.gui.batch_panel import BatchPanel
+        from cxrviewer.gui.film_view import FilmView
+        from cxrviewer.gui.findings_panel import FindingsPanel
+        from cxrviewer.gui.theme import apply_plot_theme
+
+        apply_plot_theme()
+        s = self.state
+        self.film_view = FilmView(s.display, s.overlay)
+        self.film_view.set_message("Open a folder of chest films (File ▸ Open folder…, or drop it here).")
+        self._central_layout.replaceWidget(self._view_placeholder, self.film_view)
+        self._view_placeholder.deleteLater()
+        self.findings = FindingsPanel(s.model)
+        self.docks["findings"].setWidget(self.findings)
+        self.batch = BatchPanel()
+        self.docks["batch"].setWidget(self.batch)
+        self._connect_views()
+        self.views_built = True
+        self._model_state_changed(s.model.status)
+        self.views_ready.emit()
+        if self._start_path:
+            path, self._start_path = self._start_path, None
+            self.open_path(path)
+
+    def _view(self, method: str, *args):
+        """Call a FilmView method from an action; nothing before the view exists."""
+        if self.film_view is not None:
+            getattr(self.film_view, method)(*args)
 
     def _action(self, text, slot, shortcuts=(), icon_name=None, checkable=False, tip=None) -> QAction:
         a = QAction(text, self)
@@ -200,10 +280,10 @@ class MainWindow(QMainWindow):
         self.act_prev = A("&Previous film", lambda: self.browser.step(-1), ["Up", "K", "PgUp"], "previous")
         self.act_first = A("&First film", self.browser.first, ["Home"])
         self.act_last = A("&Last film", self.browser.last, ["End"])
-        self.act_fit = A("&Fit to window", self.film_view.fit, ["F", "Ctrl+0"], "fit")
-        self.act_one = A("&1:1 pixels", self.film_view.one_to_one, ["1", "Ctrl+1"], "one-to-one")
-        self.act_zoom_in = A("Zoom &in", lambda: self.film_view.zoom(1.25), ["+", "=", "Ctrl++"], "zoom-in")
-        self.act_zoom_out = A("Zoom &out", lambda: self.film_view.zoom(0.8), ["-", "Ctrl+-"], "zoom-out")
+        self.act_fit = A("&Fit to window", lambda: self._view("fit"), ["F", "Ctrl+0"], "fit")
+        self.act_one = A("&1:1 pixels", lambda: self._view("one_to_one"), ["1", "Ctrl+1"], "one-to-one")
+        self.act_zoom_in = A("Zoom &in", lambda: self._view("zoom", 1.25), ["+", "=", "Ctrl++"], "zoom-in")
+        self.act_zoom_out = A("Zoom &out", lambda: self._view("zoom", 0.8), ["-", "Ctrl+-"], "zoom-out")
         self.act_invert = A("&Invert grey scale", self.state.display.set_invert, ["I"], "invert", checkable=True)
         self.act_overlay = A("Grad-CAM &overlay", self._overlay_toggled, ["G"], "overlay", checkable=True,
                              tip="Show where the model looked for the selected finding")
@@ -273,8 +353,6 @@ class MainWindow(QMainWindow):
         s.folder.status_changed.connect(lambda *_: self._update_position())
         s.display.changed.connect(self._sync_preset_box)
         s.model.changed.connect(self._model_state_changed)
-        self.findings.label_clicked.connect(self.select_finding)
-        self.film_view.overlay_rendered.connect(self._overlay_rendered)
         self.opacity_slider.valueChanged.connect(lambda v: s.overlay.set_opacity(v / 100.0))
         self.colormap_box.currentTextChanged.connect(s.overlay.set_colormap)
         self.preset_box.activated.connect(self._preset_box_chosen)
@@ -291,6 +369,9 @@ class MainWindow(QMainWindow):
         w.batch_rows.connect(self._batch_rows)
         w.batch_finished.connect(self._batch_finished)
 
+    def _connect_views(self) -> None:
+        self.findings.label_clicked.connect(self.select_finding)
+        self.film_view.overlay_rendered.connect(self._overlay_rendered)
         b = self.batch
         b.score_requested.connect(self.start_batch)
         b.cancel_requested.connect(self.inference.cancel_batch)
@@ -303,7 +384,7 @@ class MainWindow(QMainWindow):
         st = self.settings
         o = self.state.overlay
         o.set_opacity(st.overlay_opacity)
-        o.set_colormap(st.overlay_colormap if st.overlay_colormap in COLORMAPS else "inferno")
+        o.set_colormap(st.overlay_colormap if st.overlay_colormap in OVERLAY_COLORMAPS else "inferno")
         o.set_visible(st.overlay_visible)
         self.opacity_slider.setValue(round(o.opacity * 100))
         self.colormap_box.setCurrentText(o.colormap)
@@ -341,7 +422,9 @@ class MainWindow(QMainWindow):
         self._started = True
         if load_model:
             self.load_model(self._model_path or self.settings.model_path, remember=False)
-        if path:
+        if path and not self.views_built:
+            self._start_path = path  # opened by _build_views
+        elif path:
             self.open_path(path)
 
     def closeEvent(self, ev):  # noqa: N802
@@ -389,6 +472,9 @@ class MainWindow(QMainWindow):
             self.report_error(f"{p.name}: no such file or folder")
 
     def open_folder(self, folder: str | Path, select: Path | None = None) -> None:
+        if not self.views_built:
+            self._start_path = Path(select) if select else Path(folder)
+            return
         folder = Path(folder).expanduser().absolute()
         if not folder.is_dir():
             self.report_error(f"{folder.name}: not a folder")
@@ -490,6 +576,8 @@ class MainWindow(QMainWindow):
         )
 
     def _clear_film_panels(self, message: str) -> None:
+        if not self.views_built:
+            return
         self.film_view.clear(message)
         self.findings.clear("")
         self.findings._model_changed()
@@ -681,7 +769,8 @@ class MainWindow(QMainWindow):
         elif m.status == m.UNAVAILABLE:
             self.model_status.setText("Model: not available")
         self.act_model_card.setEnabled(m.ready)
-        self.batch.set_model_ready(m.ready)
+        if self.batch is not None:
+            self.batch.set_model_ready(m.ready)
 
     def _model_ready(self, info) -> None:
         self.state.model.set_ready(info)
@@ -707,7 +796,7 @@ class MainWindow(QMainWindow):
 
     def _request_prediction(self) -> None:
         fs = self.state.film
-        if fs.film is None or not self.state.model.ready:
+        if fs.film is None or not self.state.model.ready or not self.views_built:
             return
         cached = self.predictions.get((fs.path, self._identity()))
         if cached is not None:
@@ -744,6 +833,8 @@ class MainWindow(QMainWindow):
 
     def select_finding(self, label: str) -> None:
         """A bar was clicked: show that finding's Grad-CAM, on this film and the next ones."""
+        if self.findings is None:
+            return
         self._sticky_label = label
         self.state.overlay.set_label(label)
         self.findings.select(label)
@@ -757,6 +848,8 @@ class MainWindow(QMainWindow):
             self._request_overlay()
 
     def _request_overlay(self) -> None:
+        if self.film_view is None:
+            return
         fs = self.state.film
         label = self.state.overlay.label
         if fs.film is None or fs.prediction is None or not label or not self.state.model.ready:
@@ -771,6 +864,8 @@ class MainWindow(QMainWindow):
             self.inference.request_gradcam(fs.film, fs.generation, label)
 
     def _gradcam_ready(self, path, gen: int, label: str, heat) -> None:
+        import numpy as np
+
         heat8 = (np.clip(np.asarray(heat, np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
         self.gradcams.put((Path(path), self._identity(), label), heat8)
         fs = self.state.film
@@ -817,6 +912,8 @@ class MainWindow(QMainWindow):
     # batch
     # ==================================================================================
     def start_batch(self) -> None:
+        if self.batch is None:
+            return
         folder = self.state.folder.folder
         if folder is None:
             self.report_error("open a folder before scoring it")
@@ -842,6 +939,15 @@ class MainWindow(QMainWindow):
     def _batch_rows(self, job: int, rows) -> None:
         if job != self._batch_job:
             return
+        self._batch_pending.extend(rows)
+        if not self._batch_flush.isActive():
+            self._batch_flush.start()
+
+    def _flush_batch_rows(self) -> None:
+        rows, self._batch_pending = self._batch_pending, []
+        if not rows:
+            self._batch_flush.stop()
+            return
         self.batch.add_rows(rows)
         identity = self._identity()
         for r in rows:
@@ -860,6 +966,8 @@ class MainWindow(QMainWindow):
     def _batch_finished(self, job: int, summary) -> None:
         if job != self._batch_job:
             return
+        self._flush_batch_rows()
+        self._batch_flush.stop()
         self.batch.finish(summary)
         if summary.error:
             self.report_error(f"batch failed: {summary.error}")
@@ -877,6 +985,8 @@ class MainWindow(QMainWindow):
             self.export_results(target)
 
     def export_results(self, target: str | Path) -> None:
+        if self.batch is None:
+            return
         labels, rows = self.batch.result_fields()
         if not rows:
             self.report_error("no results to export yet")
@@ -899,6 +1009,8 @@ class MainWindow(QMainWindow):
             self.compute_roc(path)
 
     def compute_roc(self, labels_csv: str | Path, n_bootstrap: int = 1000) -> None:
+        if self.batch is None:
+            return
         labels, rows = self.batch.result_fields()
         if not rows:
             self.report_error("score a folder before computing ROC curves")
