@@ -24,6 +24,7 @@ import threading
 from PySide6.QtCore import QObject, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
     QComboBox,
     QDockWidget,
     QFileDialog,
@@ -153,6 +154,9 @@ class MainWindow(QMainWindow):
         self._import_relay.done.connect(self._build_views)
         threading.Thread(target=_import_view_modules, args=(self._import_relay,), name="cxrviewer-import-views",
                          daemon=True).start()
+        app = QApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.shutdown)
 
     # ==================================================================================
     # construction
@@ -428,13 +432,19 @@ class MainWindow(QMainWindow):
             self.open_path(path)
 
     def closeEvent(self, ev):  # noqa: N802
-        if not self._closing:
-            self._closing = True
-            self._save_settings()
-            self.inference.stop()
-            self.io.shutdown()
-            logging.getLogger("cxrviewer").removeHandler(self._log_handler)
+        self.shutdown()
         super().closeEvent(ev)
+
+    def shutdown(self) -> None:
+        """Save settings and stop the workers (once). Also run when the application quits
+        with the window still open, so no QThread is destroyed while running."""
+        if self._closing:
+            return
+        self._closing = True
+        self._save_settings()
+        self.inference.stop()
+        self.io.shutdown()
+        logging.getLogger("cxrviewer").removeHandler(self._log_handler)
 
     # ==================================================================================
     # errors
@@ -863,10 +873,7 @@ class MainWindow(QMainWindow):
         if self.state.overlay.visible:
             self.inference.request_gradcam(fs.film, fs.generation, label)
 
-    def _gradcam_ready(self, path, gen: int, label: str, heat) -> None:
-        import numpy as np
-
-        heat8 = (np.clip(np.asarray(heat, np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    def _gradcam_ready(self, path, gen: int, label: str, heat8) -> None:
         self.gradcams.put((Path(path), self._identity(), label), heat8)
         fs = self.state.film
         if not fs.is_current(path, gen):

@@ -262,7 +262,7 @@ class InferenceWorker(QThread):
     model_failed = Signal(str)  # one-line reason, says how to get a model
     prediction_ready = Signal(object, int, object)  # path, generation, Prediction
     prediction_failed = Signal(object, int, str)
-    gradcam_ready = Signal(object, int, str, object)  # path, generation, label, float32 map
+    gradcam_ready = Signal(object, int, str, object)  # path, generation, label, uint8 map (film shape)
     gradcam_failed = Signal(object, int, str, str)  # path, generation, label, reason
     batch_started = Signal(int, int)  # job id, number of films
     batch_rows = Signal(int, object)  # job id, list[BatchRow]
@@ -437,12 +437,17 @@ class InferenceWorker(QThread):
             return
         self.served["gradcam"] += 1
         try:
+            import numpy as np
+
             heat = self._predictor.gradcam(film, label)
+            # Quantised here, off the GUI thread: 8 bits is what the overlay draws, and a
+            # quarter of the memory in the GUI's cache.
+            heat8 = (np.clip(np.asarray(heat, np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
         except Exception as exc:
             log.debug("Grad-CAM failed:\n%s", traceback.format_exc())
             self.gradcam_failed.emit(path, generation, label, describe_error(exc))
             return
-        self.gradcam_ready.emit(path, generation, label, heat)
+        self.gradcam_ready.emit(path, generation, label, heat8)
 
     # ---- batch ---------------------------------------------------------------------
     def _batch_step(self, run: _BatchRun) -> None:
