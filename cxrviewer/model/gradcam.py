@@ -66,7 +66,16 @@ class GradCamEngine:
         except ValueError:
             raise ValueError(f"Grad-CAM layer '{layer_name}' is not in the model") from None
         head_input, kind, last = _split_head(model)
-        self._features = keras.Model(model.inputs, [target.output, head_input], name="gradcam_features")
+        # Split at the target layer when the head (target -> pre-activation) is self-contained,
+        # as after DenseNet's final relu: the backbone then runs outside the gradient tape, so
+        # neither tracing nor running records the ~400 backbone layers for backprop.
+        try:
+            self._backbone = keras.Model(model.inputs, target.output, name="gradcam_backbone")
+            self._head = keras.Model(target.output, head_input, name="gradcam_head")
+            self.split = True
+        except (ValueError, TypeError):
+            self._features = keras.Model(model.inputs, [target.output, head_input], name="gradcam_features")
+            self.split = False
 
         def scores_and_probs(head):
             head = tf.cast(head, tf.float32)
@@ -79,6 +88,19 @@ class GradCamEngine:
                 return head, tf.cast(last.activation(head), tf.float32)
             return head, head
 
+        def forward(x):
+            if self.split:
+                acts = self._backbone(x, training=False)
+                tape = tf.GradientTape(watch_accessed_variables=False)
+                with tape:
+                    tape.watch(acts)
+                    head = self._head(acts, training=False)
+            else:
+                tape = tf.GradientTape()
+                with tape:
+                    acts, head = self._features(x, training=False)
+            return tape, acts, head
+
         @tf.function(
             input_signature=[
                 tf.TensorSpec([1, input_size, input_size, channels], tf.float32),
@@ -87,13 +109,12 @@ class GradCamEngine:
             reduce_retracing=True,
         )
         def run(x, class_idx):
-            with tf.GradientTape() as tape:
-                acts, head = self._features(x, training=False)
+            tape, acts, head = forward(x)
+            with tape:
                 z, probs = scores_and_probs(head)
                 selected = tf.gather(z[0], class_idx)
             # d selected_k / d acts for every requested class at once: (k, 1, h, w, C).
-            jac = tape.jacobian(selected, acts)
-            jac = tf.cast(jac, tf.float32)
+            jac = tf.cast(tape.jacobian(selected, acts), tf.float32)
             weights = tf.reduce_mean(jac, axis=[2, 3])[:, 0, :]  # (k, C)
             cams = tf.nn.relu(tf.einsum("kc,hwc->khw", weights, tf.cast(acts[0], tf.float32)))
             return probs[0], cams

@@ -17,8 +17,11 @@ and leaves the model's weights as they were.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
+import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
@@ -93,8 +96,30 @@ def _assign_in_order(model, arrays: list[tuple[str, np.ndarray]], where: str) ->
         var.assign(value.astype(var.dtype, copy=False))
 
 
+def _digest(value) -> tuple:
+    arr = np.ascontiguousarray(np.asarray(value, dtype=np.float32))
+    return arr.shape, hashlib.sha1(arr.tobytes()).hexdigest()
+
+
+def _file_digests(path: Path) -> Counter:
+    import h5py
+
+    found: Counter = Counter()
+    with h5py.File(path, "r") as fh:
+        def visit(_name, obj):
+            if isinstance(obj, h5py.Dataset):
+                found[_digest(obj[()])] += 1
+        fh.visititems(visit)
+    return found
+
+
 def _load_keras3(model, path: Path, where: str) -> None:
-    """Keras 3 weights files: Keras's own reader (it insists on the .weights.h5 suffix)."""
+    """Keras 3 weights files: Keras's own reader (it insists on the .weights.h5 suffix).
+
+    Keras may skip parts of a model it cannot match with only a warning, so afterwards every
+    model variable must hold an array from the file, one for one; otherwise the previous
+    weights are restored and the file is refused.
+    """
     before = model.get_weights()
     with tempfile.TemporaryDirectory() as tmp:
         target = path
@@ -102,11 +127,17 @@ def _load_keras3(model, path: Path, where: str) -> None:
             target = Path(tmp) / "weights.weights.h5"
             os.symlink(path.resolve(), target)
         try:
-            model.load_weights(str(target))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model.load_weights(str(target))
         except Exception as exc:  # Keras raises ValueError/KeyError/... on any mismatch
             model.set_weights(before)
             reason = " ".join(str(exc).split())[:300]
             raise LegacyWeightsError(f"{where}: weights do not fit this model ({reason})") from None
+    loaded = Counter(_digest(v) for v in _model_variables(model))
+    if loaded != _file_digests(path):
+        model.set_weights(before)
+        raise LegacyWeightsError(f"{where}: weights do not fit this model (not every layer was matched)")
 
 
 def _output_layer(model):

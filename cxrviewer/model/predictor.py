@@ -210,6 +210,14 @@ class Predictor:
         maps = {lab: to_film(cams[wanted.index(lab)], shape, crop) for lab in chosen}
         return prediction, maps
 
+    def warm_up(self, gradcam: bool = True) -> None:
+        """Trace the compiled functions now (seconds for DenseNet121) rather than on the
+        first film the reader opens; call from the inference worker right after loading."""
+        blank = np.zeros((self.card.input_size, self.card.input_size), np.float32)
+        self.predict_arrays(self.prepare(blank))
+        if gradcam:
+            self.explain(blank, self._active[:1])
+
     def gradcam(self, film, label: str) -> np.ndarray:
         """Grad-CAM of one finding: float32 0..1, same shape as ``film.pixels``."""
         return self.explain(film, [label])[1][label]
