@@ -135,9 +135,12 @@ def evaluate_results(
             f"{labels_csv.name}: none of the model's labels ({', '.join(results.labels)}) has a known value; "
             f"the file has: {', '.join(have) or 'no label columns'} (map one with --label-map COLUMN=LABEL)")
     scored_paths = [p for p, ok in zip(results.paths, scored) if ok]
+    if not scored_paths:
+        raise EvaluationInputError(f"{results_csv.name}: no film was scored (error rows: {n_error} of {len(results)}); "
+                                   "nothing to evaluate")
     y_all, found = table.match(scored_paths)
     if not found.any():
-        example = f"e.g. '{scored_paths[0]}' vs '{table.keys[0]}'" if scored_paths else "no scored rows"
+        example = f"e.g. '{scored_paths[0]}' vs '{table.keys[0]}'"
         raise EvaluationInputError(
             f"{results_csv.name}: no scored film matches a row of {labels_csv.name} by path, file name or stem "
             f"({example})")

@@ -33,6 +33,8 @@ DEFAULT_SEED = 0
 MIN_VALID_BOOTSTRAP_SHARE = 0.5
 # Elements per vectorised bootstrap chunk (resamples x cases): bounds memory on big sets.
 _CHUNK_ELEMENTS = 2_000_000
+# Most ROC vertices written per class to report.json.
+ROC_JSON_POINTS = 2000
 
 
 def _num(x) -> float | None:
@@ -49,12 +51,20 @@ class RocCurve:
     tpr: np.ndarray
     thresholds: np.ndarray  # first is +inf in scikit-learn: "call nothing positive"
 
-    def to_dict(self) -> dict:
+    def to_dict(self, max_points: int = ROC_JSON_POINTS) -> dict:
+        """Curve points for JSON. A curve of a large set (tens of thousands of vertices
+        over 112k films) is thinned to ``max_points`` vertices, ends kept, which draws the
+        same; the AUROC is always computed on the full curve."""
+        keep = np.arange(len(self.fpr))
+        if len(keep) > max_points:
+            keep = np.unique(np.linspace(0, len(keep) - 1, max_points).round().astype(int))
         return {
-            "fpr": [float(v) for v in self.fpr],
-            "tpr": [float(v) for v in self.tpr],
+            "fpr": [float(v) for v in self.fpr[keep]],
+            "tpr": [float(v) for v in self.tpr[keep]],
             # JSON has no infinity; null marks the "nothing called positive" corner.
-            "thresholds": [float(v) if math.isfinite(v) else None for v in self.thresholds],
+            "thresholds": [float(v) if math.isfinite(v) else None for v in self.thresholds[keep]],
+            "points": int(len(keep)),
+            "thinned_from": int(len(self.fpr)) if len(keep) < len(self.fpr) else None,
         }
 
 
@@ -181,12 +191,13 @@ class EvaluationReport:
 def bootstrap_aurocs(y: np.ndarray, s: np.ndarray, n_bootstrap: int, seed: int = DEFAULT_SEED) -> np.ndarray:
     """AUROC of each percentile-bootstrap resample of cases; NaN where a resample has one class.
 
-    The AUROC of a resample is computed as the Mann-Whitney statistic from average ranks,
-    which equals ``roc_auc_score`` exactly (ties count one half) but runs on all resamples
-    at once: 14 classes x 1000 resamples one by one would take a minute on two cores.
+    Cases are put in score order once (``argsort(s, kind="stable")``); resample ``b`` is
+    the cases at sorted positions ``default_rng(seed).integers(0, n, (B, n))[b]``. Its
+    AUROC is the Mann-Whitney statistic with ties counted one half, which equals
+    ``roc_auc_score`` on those cases exactly; a resample only re-weights the sorted cases
+    by how often it drew them, so it costs O(n) instead of a sort (1000 resamples of the
+    112,120 NIH films take seconds per class, not a minute).
     """
-    from scipy.stats import rankdata
-
     y = np.asarray(y, dtype=np.float64)
     s = np.asarray(s, dtype=np.float64)
     n = len(y)
@@ -194,18 +205,29 @@ def bootstrap_aurocs(y: np.ndarray, s: np.ndarray, n_bootstrap: int, seed: int =
     out = np.full(n_bootstrap, np.nan)
     if n == 0 or n_bootstrap <= 0:
         return out
+    order = np.argsort(s, kind="stable")
+    s_sorted, positive = s[order], y[order] > 0.5
+    # first sorted position of each distinct score: tied cases form one group
+    starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
+    ties = len(starts) < n
     chunk = max(1, _CHUNK_ELEMENTS // n)
-    for start in range(0, n_bootstrap, chunk):
-        stop = min(n_bootstrap, start + chunk)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        ys, ss = y[idx], s[idx]
-        n1 = ys.sum(axis=1)
-        n0 = n - n1
-        ranks = rankdata(ss, axis=1)
+    for first in range(0, n_bootstrap, chunk):
+        rows = min(n_bootstrap, first + chunk) - first
+        idx = rng.integers(0, n, size=(rows, n))
+        # how often each sorted position was drawn, per resample (integers: exact sums)
+        counts = np.bincount((idx + (np.arange(rows) * n)[:, None]).ravel(), minlength=rows * n).reshape(rows, n)
+        pos = np.where(positive, counts, 0)
+        neg = counts - pos
+        if ties:
+            pos = np.add.reduceat(pos, starts, axis=1)
+            neg = np.add.reduceat(neg, starts, axis=1)
+        # each positive beats the negatives below its score and half of those tied with it
+        twice_u = (pos * (2 * np.cumsum(neg, axis=1) - neg)).sum(axis=1)
+        n1, n0 = pos.sum(axis=1), neg.sum(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            auc = ((ranks * ys).sum(axis=1) - n1 * (n1 + 1) / 2) / (n1 * n0)
+            auc = twice_u / (2.0 * n1 * n0)
         auc[(n1 == 0) | (n0 == 0)] = np.nan
-        out[start:stop] = auc
+        out[first:first + rows] = auc
     return out
 
 
