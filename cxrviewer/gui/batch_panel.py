@@ -111,7 +111,6 @@ class BatchPanel(QWidget):
         self.total = 0
         self.summary = None
         self.model_name = ""
-        self.model_sha256 = ""
         self._t0 = 0.0
 
         self.score_button = QPushButton(icon("score"), "Score folder")
@@ -175,10 +174,10 @@ class BatchPanel(QWidget):
     def running(self) -> bool:
         return self.cancel_button.isEnabled()
 
-    def begin(self, job_id: int, folder: Path, labels: list[str], model_name: str, model_sha256: str) -> None:
+    def begin(self, job_id: int, folder: Path, labels: list[str], model_name: str) -> None:
         self.job_id = job_id
         self.folder = Path(folder)
-        self.model_name, self.model_sha256 = model_name, model_sha256
+        self.model_name = model_name
         self.summary = None
         self.total = 0
         self._t0 = time.perf_counter()
@@ -193,11 +192,21 @@ class BatchPanel(QWidget):
         self.report_button.setEnabled(False)
         self.tabs.setCurrentWidget(self.table)
 
-    def set_total(self, total: int) -> None:
-        self.total = total
-        self.progress.setRange(0, max(total, 1))
-        self.progress.setValue(0)
-        self._update_label()
+    def set_progress(self, done: int, total: int) -> None:
+        """``total`` is -1 while the folder is still being counted."""
+        if total >= 0 and total != self.total:
+            self.total = total
+            self.progress.setRange(0, max(total, 1))
+        if self.total:
+            self.progress.setValue(min(done, self.total))
+        elapsed = max(time.perf_counter() - self._t0, 1e-6)
+        rate = done / elapsed
+        if self.total and rate > 0:
+            eta = (self.total - done) / rate
+            self.progress_label.setText(
+                f"{done}/{self.total} films · {rate:.1f}/s · ETA {int(eta) // 60}:{int(eta) % 60:02d}")
+        else:
+            self.progress_label.setText(f"{done} films · {rate:.1f}/s · counting…")
 
     def add_rows(self, rows: list[BatchRow]) -> None:
         # Sorting on every insert re-asks the model for every cell; sort once per chunk.
@@ -205,15 +214,6 @@ class BatchPanel(QWidget):
         self.table.setSortingEnabled(False)
         self.model.add(rows)
         self.table.setSortingEnabled(sorting)
-        self.progress.setValue(len(self.model.rows))
-        self._update_label()
-
-    def _update_label(self) -> None:
-        done = len(self.model.rows)
-        elapsed = max(time.perf_counter() - self._t0, 1e-6)
-        rate = done / elapsed
-        eta = (self.total - done) / rate if rate > 0 and self.total else 0
-        self.progress_label.setText(f"{done}/{self.total} films · {rate:.1f}/s · ETA {int(eta) // 60}:{int(eta) % 60:02d}")
 
     def finish(self, summary) -> None:
         self.summary = summary
@@ -222,29 +222,18 @@ class BatchPanel(QWidget):
         has_rows = bool(self.model.rows)
         self.export_button.setEnabled(has_rows)
         self.labels_button.setEnabled(has_rows)
-        self.progress.setRange(0, max(summary.total, 1))
+        total = max(summary.total, self.total if summary.cancelled else 0)
+        self.progress.setRange(0, max(total, 1))
         self.progress.setValue(summary.done)
         state = "cancelled" if summary.cancelled else ("failed: " + summary.error if summary.error else "done")
         failed = f", {summary.failed} could not be scored" if summary.failed else ""
-        self.progress_label.setText(f"{state}: {summary.done}/{summary.total} films in {summary.seconds:.1f} s{failed}")
+        self.progress_label.setText(f"{state}: {summary.done}/{total} films in {summary.seconds:.1f} s{failed}")
 
     def set_model_ready(self, ready: bool) -> None:
         if not self.running:
             self.score_button.setEnabled(ready)
 
     # ---- rows -------------------------------------------------------------------------
-    def result_fields(self) -> tuple[list[str], list[list[str]]]:
-        """(labels, rows as results-CSV fields sorted by path) via cxrviewer.results."""
-        from cxrviewer.results import format_row
-
-        labels = self.model.labels
-        rows = sorted(self.model.rows, key=lambda r: r.rel)
-        fields = [
-            format_row(r.rel, r.status, r.probabilities, r.calls, self.model_name, self.model_sha256, labels)
-            for r in rows
-        ]
-        return labels, fields
-
     def _double_clicked(self, index) -> None:
         src = self.proxy.mapToSource(index)
         if src.isValid():

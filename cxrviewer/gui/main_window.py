@@ -118,6 +118,8 @@ class MainWindow(QMainWindow):
         self._thumb_counter = 0
         self._batch_job = 0
         self._batch_pending: list = []  # rows waiting for the next table/browser update
+        self._results_csv: Path | None = None  # the last batch's results, in a private temp folder
+        self._session_dir = None  # TemporaryDirectory for batch CSVs, removed at shutdown
         self._report = None
         self._started = False
         self._shown_once = False
@@ -369,7 +371,7 @@ class MainWindow(QMainWindow):
         w.prediction_failed.connect(self._prediction_failed)
         w.gradcam_ready.connect(self._gradcam_ready)
         w.gradcam_failed.connect(self._gradcam_failed)
-        w.batch_started.connect(self._batch_started)
+        w.batch_progress.connect(self._batch_progress)
         w.batch_rows.connect(self._batch_rows)
         w.batch_finished.connect(self._batch_finished)
 
@@ -444,6 +446,8 @@ class MainWindow(QMainWindow):
         self._save_settings()
         self.inference.stop()
         self.io.shutdown()
+        if self._session_dir is not None:
+            self._session_dir.cleanup()
         logging.getLogger("cxrviewer").removeHandler(self._log_handler)
 
     # ==================================================================================
@@ -485,13 +489,14 @@ class MainWindow(QMainWindow):
         if not self.views_built:
             self._start_path = Path(select) if select else Path(folder)
             return
-        folder = Path(folder).expanduser().absolute()
+        # Resolved, as the batch engine resolves it, so its rows find their browser entries.
+        folder = Path(folder).expanduser().resolve()
         if not folder.is_dir():
             self.report_error(f"{folder.name}: not a folder")
             return
         self._folder_token += 1
         token = self._folder_token
-        self._pending_select = Path(select).absolute() if select else None
+        self._pending_select = Path(select).expanduser().resolve() if select else None
         self.state.folder.open(folder)
         self.state.film.select(None)
         self.inference.set_current(None, self.state.film.generation)
@@ -933,15 +938,23 @@ class MainWindow(QMainWindow):
         self._batch_job += 1
         info = self.state.model.info
         self._report = None
-        self.batch.begin(self._batch_job, folder, info.labels, info.name, info.checksum)
+        self._results_csv = None
+        if self._session_dir is None:
+            import tempfile
+
+            # Private (0700) and removed at exit: results are written as they come, so a
+            # crash loses nothing the reader exported, and no file lands in their folder.
+            self._session_dir = tempfile.TemporaryDirectory(prefix="cxrviewer-session-")
+        out_csv = Path(self._session_dir.name) / f"batch-{self._batch_job}.csv"
+        self.batch.begin(self._batch_job, folder, info.labels, info.name)
         self.docks["batch"].show()
         self.docks["batch"].raise_()
         log.info("scoring %s with %s", folder, info.identity)
-        self.inference.start_batch(self._batch_job, folder, batch_size=4)
+        self.inference.start_batch(self._batch_job, folder, out_csv, batch_size=4)
 
-    def _batch_started(self, job: int, total: int) -> None:
+    def _batch_progress(self, job: int, done: int, total: int) -> None:
         if job == self._batch_job:
-            self.batch.set_total(total)
+            self.batch.set_progress(done, total)
 
     def _batch_rows(self, job: int, rows) -> None:
         if job != self._batch_job:
@@ -960,7 +973,8 @@ class MainWindow(QMainWindow):
         for r in rows:
             kind = r.kind
             if kind == "error":
-                self.state.folder.set_status(r.path, ERROR, r.status[len("error: "):])
+                reason = r.status[len("error: "):]
+                self.state.folder.set_status(r.path, ERROR, f"{r.path.name}: {reason}")
                 log.warning("%s: %s", r.rel, r.status)
                 continue
             warnings = [r.status[len("warning: "):]] if kind == "warning" else []
@@ -975,6 +989,7 @@ class MainWindow(QMainWindow):
             return
         self._flush_batch_rows()
         self._batch_flush.stop()
+        self._results_csv = summary.results_csv
         self.batch.finish(summary)
         if summary.error:
             self.report_error(f"batch failed: {summary.error}")
@@ -994,12 +1009,11 @@ class MainWindow(QMainWindow):
     def export_results(self, target: str | Path) -> None:
         if self.batch is None:
             return
-        labels, rows = self.batch.result_fields()
-        if not rows:
+        if self._results_csv is None or not self._results_csv.is_file():
             self.report_error("no results to export yet")
             return
         self.io.submit(
-            jobs.export_results, Path(target), labels, rows,
+            jobs.export_results, self._results_csv, Path(target),
             on_result=self._exported, on_error=lambda r: self.report_error(f"export failed: {r}"),
             priority=IOPool.PRIORITY_TASK,
         )
@@ -1018,20 +1032,19 @@ class MainWindow(QMainWindow):
     def compute_roc(self, labels_csv: str | Path, n_bootstrap: int = 1000) -> None:
         if self.batch is None:
             return
-        labels, rows = self.batch.result_fields()
-        if not rows:
+        if self._results_csv is None or not self._results_csv.is_file():
             self.report_error("score a folder before computing ROC curves")
             return
         info = self.state.model.info
         thresholds = None
         note = ""
         if info is not None and info.name == self.batch.model_name:
-            thresholds = {k: v for k, v in info.thresholds.items() if k in labels}
+            thresholds = {k: v for k, v in info.thresholds.items() if k in self.batch.model.labels}
             note = f"Thresholds from the model card of {info.name} ({info.card.threshold_rule})."
         self.batch.roc.clear("Computing ROC curves and bootstrap intervals…")
         self.batch.tabs.setCurrentWidget(self.batch.roc)
         self.io.submit(
-            jobs.evaluate_rows, labels, rows, Path(labels_csv), thresholds, note, n_bootstrap,
+            jobs.evaluate_csv, self._results_csv, Path(labels_csv), thresholds, note, n_bootstrap,
             on_result=self._roc_ready,
             on_error=lambda r: (self.batch.roc.clear(f"Cannot compute ROC: {r}"), self.report_error(f"ROC: {r}")),
             priority=IOPool.PRIORITY_TASK,

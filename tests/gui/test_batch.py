@@ -57,13 +57,16 @@ def test_batch_scores_folder_exports_csv_and_roc_matches_sklearn(qtbot, make_win
     assert summary.total == summary.done == 25 and summary.failed == 1
     rows = {r.rel: r for r in win.batch.model.rows}
     assert len(rows) == 25
-    assert rows["zz-damaged.png"].status.startswith("error: zz-damaged.png:")
+    assert rows["zz-damaged.png"].status.startswith("error: ")  # the CSV's path column names the file
     assert rows["zz-damaged.png"].probabilities is None
     ok = [r for r in rows.values() if r.status == "ok"]
     assert len(ok) == 24 and all(sorted(r.probabilities) == sorted(CXR14_LABELS) for r in ok)
     # The browser's status icons follow the batch.
     statuses = {e.rel: e.status for e in win.state.folder.entries}
     assert statuses["zz-damaged.png"] == "error"
+    damaged = win.state.folder.entries[win.state.folder.index_of[folder / "zz-damaged.png"]]
+    assert damaged.message.startswith("zz-damaged.png: ")
+    assert any("zz-damaged.png" in line for line in win.log_panel.lines)
     assert sum(s == "scored" for s in statuses.values()) == 24
     assert "25/25" in win.batch.progress_label.text()
     assert win.batch.progress.value() == 25
@@ -133,27 +136,41 @@ def test_batch_scores_folder_exports_csv_and_roc_matches_sklearn(qtbot, make_win
 
 
 def test_batch_cancel_stops_and_reader_keeps_reading(qtbot, make_window, tiny_model, nih_png_dir, tmp_path):
-    names = sorted(p.name for p in nih_png_dir.glob("*.png"))[:40]
+    # 300 films (links to the real NIH films): long enough to still be running when the
+    # reader opens a film and then cancels, however fast the machine.
+    sources = sorted(nih_png_dir.glob("*.png"))
     folder = tmp_path / "many"
-    copy_films(nih_png_dir, folder, names)
+    folder.mkdir()
+    for i in range(300):
+        (folder / f"{i:03d}-{sources[i % len(sources)].name}").symlink_to(sources[i % len(sources)])
     win = make_window(model=tiny_model, path=str(folder))
     wait_model(qtbot, win)
     qtbot.waitUntil(lambda: win.batch.score_button.isEnabled(), timeout=10_000)
+    target = sorted(folder.iterdir())[250]
+    during = []
+    win.prediction_shown.connect(lambda p: during.append((Path(p), win.inference.batch_running)))
     with qtbot.waitSignal(win.batch_done, timeout=120_000) as sig:
         qtbot.mouseClick(win.batch.score_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: len(win.batch.model.rows) >= 4, timeout=60_000)
         assert win.batch.cancel_button.isEnabled()
         # While the batch runs, the reader still gets probabilities for the film on screen.
-        target = folder / names[30]
         with qtbot.waitSignal(win.prediction_shown, timeout=60_000,
                               check_params_cb=lambda p: Path(p) == target):
             win.browser.select_path(target)
+        assert (target, True) in during
         qtbot.mouseClick(win.batch.cancel_button, Qt.MouseButton.LeftButton)
     summary = sig.args[0]
     assert summary.cancelled
-    assert 4 <= summary.done < 40
+    assert 4 <= summary.done < 300
+    assert len(win.batch.model.rows) == summary.done
     assert "cancelled" in win.batch.progress_label.text()
     assert win.batch.score_button.isEnabled() and not win.batch.cancel_button.isEnabled()
+    # What was scored before the cancel can still be exported, in the score format.
+    from cxrviewer.results import read_results
+
+    with qtbot.waitSignal(win.export_done, timeout=30_000):
+        win.export_results(tmp_path / "partial.csv")
+    assert len(read_results(tmp_path / "partial.csv")) == summary.done
 
 
 def test_batch_without_model_explains(qtbot, make_window, nih_png_dir, tmp_path):
