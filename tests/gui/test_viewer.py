@@ -140,7 +140,8 @@ def test_shared_fake_monochrome1_follows_its_header(qtbot, make_window, dicom_di
     path = dicom_dir / "misc" / "siim-fake-monochrome1.dcm"
     show_and_wait(qtbot, win, path)
     stored = pydicom.dcmread(path).pixel_array.astype(np.float32)
-    np.testing.assert_allclose(win.film_view.displayed, 1.0 - stored / 255.0, atol=1e-6)
+    # Within one grey level: the loader may decode JPEG with another library than pydicom's.
+    np.testing.assert_allclose(win.film_view.displayed, 1.0 - stored / 255.0, atol=1 / 255 + 1e-6)
     np.testing.assert_allclose(win.film_view.displayed, win.state.film.film.pixels, atol=1e-6)
 
 
