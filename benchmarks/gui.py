@@ -151,15 +151,20 @@ def bench_latency(app, model: Path, label: str, folder: Path, n: int) -> None:
 
 
 def _stall(app, seconds: float | None, until=None, interval_ms: int = 5) -> tuple[float, float, int]:
-    """Max and 99th-percentile lateness (ms) of a 5 ms repeating QTimer, and tick count."""
+    """Max and 99th-percentile lateness (ms) of a 5 ms repeating QTimer, and tick count.
+    Also prints when (seconds after the start) stalls over 40 ms happened."""
     from PySide6.QtCore import QTimer
 
     late = []
-    last = [time.perf_counter()]
+    start = time.perf_counter()
+    last = [start]
+    big = []
 
     def tick():
         now = time.perf_counter()
         late.append(max(0.0, (now - last[0]) * 1000 - interval_ms))
+        if late[-1] > 40:
+            big.append(f"{late[-1]:.0f} ms at {now - start:.2f} s")
         last[0] = now
 
     t = QTimer()
@@ -171,6 +176,8 @@ def _stall(app, seconds: float | None, until=None, interval_ms: int = 5) -> tupl
         app.processEvents()
         time.sleep(0.0005)
     t.stop()
+    if big:
+        print(f"    stalls > 40 ms: {', '.join(big)} (of {time.perf_counter() - start:.2f} s)")
     late.sort()
     return (late[-1] if late else 0.0), (late[int(0.99 * (len(late) - 1))] if late else 0.0), len(late)
 

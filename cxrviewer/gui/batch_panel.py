@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, Signal
-from PySide6.QtGui import QBrush, QColor
+from PySide6.QtCore import QSortFilterProxyModel, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -34,8 +34,13 @@ SORT_ROLE = Qt.ItemDataRole.UserRole + 10
 FIXED = ["File", "Status", "Calls"]
 
 
-class ResultsModel(QAbstractTableModel):
-    """Batch rows: file, status, calls, one probability column per label."""
+class ResultsModel(QStandardItemModel):
+    """Batch rows: file, status, calls, one probability column per label.
+
+    The cells live in Qt's own item storage (not a Python ``data()``): while a batch runs,
+    every repaint of the table would otherwise call into Python once per cell and role,
+    and each such call waits for the GIL the worker threads are using.
+    """
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -43,57 +48,36 @@ class ResultsModel(QAbstractTableModel):
         self.rows: list[BatchRow] = []
 
     def reset(self, labels: list[str]) -> None:
-        self.beginResetModel()
+        self.clear()
         self.labels = list(labels)
         self.rows = []
-        self.endResetModel()
+        self.setColumnCount(len(FIXED) + len(self.labels))
+        self.setHorizontalHeaderLabels(FIXED + [lab.replace("_", " ") for lab in self.labels])
 
     def add(self, rows: list[BatchRow]) -> None:
-        if not rows:
-            return
-        first = len(self.rows)
-        self.beginInsertRows(QModelIndex(), first, first + len(rows) - 1)
-        self.rows.extend(rows)
-        self.endInsertRows()
-
-    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(self.rows)
-
-    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(FIXED) + len(self.labels)
-
-    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
-        if role != Qt.ItemDataRole.DisplayRole or orientation != Qt.Orientation.Horizontal:
-            return None
-        if section < len(FIXED):
-            return FIXED[section]
-        return self.labels[section - len(FIXED)].replace("_", " ")
-
-    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
-        if not index.isValid():
-            return None
-        row = self.rows[index.row()]
-        col = index.column()
-        if col >= len(FIXED):
-            label = self.labels[col - len(FIXED)]
-            p = None if row.probabilities is None else row.probabilities.get(label)
-            if role == Qt.ItemDataRole.DisplayRole:
-                return "" if p is None else f"{p:.3f}"
-            if role == SORT_ROLE:
-                return -1.0 if p is None else float(p)
-            if role == Qt.ItemDataRole.ForegroundRole and label in row.calls:
-                return QBrush(QColor("#e3a72f"))
-            if role == Qt.ItemDataRole.TextAlignmentRole:
-                return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            return None
-        value = (row.rel, row.status, ", ".join(row.calls))[col]
-        if role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE):
-            return value
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return value
-        if role == Qt.ItemDataRole.ForegroundRole and col == 1 and row.kind != "ok":
-            return QBrush(QColor("#ef6a5a" if row.kind == "error" else "#e3a72f"))
-        return None
+        right = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+        amber, red = QBrush(QColor("#e3a72f")), QBrush(QColor("#ef6a5a"))
+        for row in rows:
+            items = []
+            for col, text in enumerate((row.rel, row.status, ", ".join(row.calls))):
+                it = QStandardItem(text)
+                it.setData(text, SORT_ROLE)
+                it.setToolTip(text)
+                it.setEditable(False)
+                if col == 1 and row.kind != "ok":
+                    it.setForeground(red if row.kind == "error" else amber)
+                items.append(it)
+            for label in self.labels:
+                p = None if row.probabilities is None else row.probabilities.get(label)
+                it = QStandardItem("" if p is None else f"{p:.3f}")
+                it.setData(-1.0 if p is None else float(p), SORT_ROLE)
+                it.setTextAlignment(right)
+                it.setEditable(False)
+                if label in row.calls:
+                    it.setForeground(amber)
+                items.append(it)
+            self.appendRow(items)
+            self.rows.append(row)
 
 
 class BatchPanel(QWidget):

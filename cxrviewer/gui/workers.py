@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+import sys
 import threading
 import time
 import traceback
@@ -237,6 +239,10 @@ class InferenceWorker(QThread):
     batch_finished = Signal(int, object)  # job id, BatchSummary
 
     _NO_REQUEST = object()
+    # Scheduling niceness added to this thread. Threads it starts inherit it (TensorFlow's
+    # compute pools, the batch's decode threads), so when the CPU is short the GUI thread
+    # runs first and the window stays responsive while a batch runs.
+    NICE = 5
 
     def __init__(self, io_pool: IOPool | None = None, parent=None):
         super().__init__(parent)
@@ -325,6 +331,7 @@ class InferenceWorker(QThread):
 
     def run(self) -> None:
         threading.current_thread().name = "cxrviewer-inference"  # readable in logs and tracebacks
+        lower_thread_priority(self.NICE)
         while True:
             with self._cond:
                 while not self._stopping and not self._has_work():
@@ -517,6 +524,17 @@ class InferenceWorker(QThread):
             error=error,
         )
         self.batch_finished.emit(run.job_id, result)
+
+
+def lower_thread_priority(increment: int) -> None:
+    """Raise the calling thread's nice value (Linux: per thread; elsewhere: no-op)."""
+    if increment <= 0 or not hasattr(os, "setpriority") or not sys.platform.startswith("linux"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment))
+    except OSError:  # not permitted in some sandboxes: only responsiveness is at stake
+        pass
 
 
 def _is_model_load_error(exc: BaseException) -> bool:
