@@ -113,7 +113,10 @@ class FilmView(QWidget):
         for lab in (self.cursor_label, self.geometry_label, self.window_label):
             lab.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
             lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        bar = QHBoxLayout()
+        # Fixed height: the film must not shift by a pixel when the cursor read-out appears.
+        info = QWidget()
+        info.setFixedHeight(self.fontMetrics().height() + 8)
+        bar = QHBoxLayout(info)
         bar.setContentsMargins(6, 2, 6, 2)
         bar.setSpacing(18)
         bar.addWidget(self.geometry_label, 3)
@@ -123,7 +126,7 @@ class FilmView(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(0)
         lay.addWidget(self.graphics, 1)
-        lay.addLayout(bar)
+        lay.addWidget(info)
 
         # Window/level drags arrive faster than a big film can be re-windowed; fold them.
         self._redraw_timer = QTimer(self)
