@@ -15,7 +15,6 @@ from PySide6.QtCore import QPointF, Qt, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from cxrviewer.gui import presets
-from cxrviewer.gui.state import OVERLAY_COLORMAPS as COLORMAPS  # noqa: F401 - re-exported
 from cxrviewer.gui.state import DisplayState, OverlayState
 
 

@@ -141,10 +141,6 @@ class IOPool(QObject):
         self.pool.start(job, priority)
         return job
 
-    @property
-    def pending(self) -> int:
-        return len(self._callbacks)
-
     def _finish(self, job_id: int):
         self._jobs.pop(job_id, None)
         return self._callbacks.pop(job_id, (None, None, None))
