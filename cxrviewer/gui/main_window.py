@@ -10,6 +10,9 @@ decodes -> the view shows the film -> the inference worker predicts -> the findi
 panel draws the bars -> the worker computes Grad-CAM for the selected finding -> the view
 draws the overlay. Every arrival is checked against the current (path, generation);
 anything for another film is counted in ``dropped_results`` and thrown away.
+
+Logging: file and folder names with the loader's one-line reasons, never full paths
+(folder names are often patient names) and never ``Film.identifiers``.
 """
 
 from __future__ import annotations
@@ -196,9 +199,7 @@ class MainWindow(QMainWindow):
             self.docks[name] = dock
         self.tabifyDockWidget(self.docks["batch"], self.docks["log"])
         self.docks["batch"].raise_()
-        self.resizeDocks([self.docks["browser"], self.docks["findings"]], [300, 380], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.docks["findings"], self.docks["tags"]], [520, 300], Qt.Orientation.Vertical)
-        self.resizeDocks([self.docks["batch"]], [200], Qt.Orientation.Vertical)
+        self._default_dock_sizes()
 
         self.model_status = QLabel("Model: not loaded")
         self.position_label = QLabel("")
@@ -216,6 +217,12 @@ class MainWindow(QMainWindow):
         self.preset_box = QComboBox()
         self.preset_box.setToolTip("Window/level preset")
         self.preset_box.setMinimumWidth(170)
+
+    def _default_dock_sizes(self) -> None:
+        """The film gets most of the screen; panels keep what they need."""
+        self.resizeDocks([self.docks["browser"], self.docks["findings"]], [300, 380], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["findings"], self.docks["tags"]], [520, 300], Qt.Orientation.Vertical)
+        self.resizeDocks([self.docks["batch"]], [190], Qt.Orientation.Vertical)
 
     @staticmethod
     def _placeholder(text: str) -> QLabel:
@@ -247,6 +254,8 @@ class MainWindow(QMainWindow):
         self.docks["findings"].setWidget(self.findings)
         self.batch = BatchPanel()
         self.docks["batch"].setWidget(self.batch)
+        if not self._restored_layout:  # the real panels have other size hints than the placeholders
+            self._default_dock_sizes()
         self._connect_views()
         self.views_built = True
         self._model_state_changed(s.model.status)
@@ -398,8 +407,7 @@ class MainWindow(QMainWindow):
         geom, wstate = st.window_geometry(), st.window_state()
         if geom is not None:
             self.restoreGeometry(geom)
-        if wstate is not None:
-            self.restoreState(wstate)
+        self._restored_layout = wstate is not None and self.restoreState(wstate)
         self._rebuild_recent_menu()
 
     def _save_settings(self) -> None:
@@ -504,7 +512,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"cxrviewer — {folder.name}")
         self.settings.add_recent_folder(folder)
         self._rebuild_recent_menu()
-        log.info("opened folder %s", folder)
+        log.info("opened folder %s", folder.name)
         if self._pending_select is not None:
             self.show_path(self._pending_select)
         self.io.submit(
@@ -949,7 +957,7 @@ class MainWindow(QMainWindow):
         self.batch.begin(self._batch_job, folder, info.labels, info.name)
         self.docks["batch"].show()
         self.docks["batch"].raise_()
-        log.info("scoring %s with %s", folder, info.identity)
+        log.info("scoring folder %s with %s", folder.name, info.identity)
         self.inference.start_batch(self._batch_job, folder, out_csv, batch_size=4)
 
     def _batch_progress(self, job: int, done: int, total: int) -> None:
@@ -1019,7 +1027,7 @@ class MainWindow(QMainWindow):
         )
 
     def _exported(self, path: Path) -> None:
-        log.info("results written to %s", path)
+        log.info("results written to %s", Path(path).name)
         self.statusBar().showMessage(f"Results written to {path}", 8000)
         self.export_done.emit(path)
 
@@ -1067,7 +1075,7 @@ class MainWindow(QMainWindow):
                                                   str(self.state.folder.folder or Path.home()))
         if folder:
             self.io.submit(jobs.write_report, self._report, Path(folder),
-                           on_result=lambda written: log.info("report written to %s", folder),
+                           on_result=lambda written: log.info("report written to %s", Path(folder).name),
                            on_error=lambda r: self.report_error(f"report not written: {r}"),
                            priority=IOPool.PRIORITY_TASK)
 
