@@ -11,8 +11,8 @@ panel draws the bars -> the worker computes Grad-CAM for the selected finding ->
 draws the overlay. Every arrival is checked against the current (path, generation);
 anything for another film is counted in ``dropped_results`` and thrown away.
 
-Logging: file and folder names with the loader's one-line reasons, never full paths
-(folder names are often patient names) and never ``Film.identifiers``.
+Logging: the names of the files and folder the reader opened (what the status bar shows)
+with the loader's one-line reasons; never full paths and never ``Film.identifiers``.
 """
 
 from __future__ import annotations

@@ -420,10 +420,11 @@ def test_window_preset_on_open_and_own_presets_persist(qtbot, make_window, setti
     assert settings.default_preset == presets.AS_LOADED
 
 
-def test_model_status_says_loading_until_ready(qtbot, make_window, tiny_model):
+def test_model_status_says_loading_until_ready(qtbot, make_window, tiny_model, shots):
     win = make_window(load_model=False)
     win.load_model(tiny_model)
     assert win.model_status.text() == "Model: loading model…"
     assert "loading model" in win.findings.model_label.text()
+    win.grab().save(str(shots / "viewer-loading-model.png"))
     wait_model(qtbot, win)
     assert win.model_status.text().startswith("Model: tiny-cxr14 · ")
