@@ -139,6 +139,13 @@ class MainWindow(QMainWindow):
         sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
         # Batch results reach the table, the browser and the progress bar a few times a
         # second in chunks, not per film: each Qt update costs the GUI thread the GIL.
+        # Grad-CAM costs a backward pass (about a third of a second for DenseNet121 on a
+        # CPU) that cannot be interrupted once started; while the reader flips through
+        # films faster than that, only the film they stop on gets one.
+        self._overlay_timer = QTimer(self)
+        self._overlay_timer.setSingleShot(True)
+        self._overlay_timer.setInterval(150)
+        self._overlay_timer.timeout.connect(self._request_overlay)
         self._batch_flush = QTimer(self)
         self._batch_flush.setInterval(250)
         self._batch_flush.timeout.connect(self._flush_batch_rows)
@@ -586,6 +593,7 @@ class MainWindow(QMainWindow):
 
     def show_path(self, path: Path) -> None:
         path = Path(path)
+        self._overlay_timer.stop()
         gen = self.state.film.select(path)
         self.inference.set_current(path, gen)
         self._clear_film_panels(f"Loading {path.name}…")
@@ -621,8 +629,11 @@ class MainWindow(QMainWindow):
             self.dropped_results += 1
 
     def _film_loaded(self, film) -> None:
-        """FilmState.loaded: draw it, fill the panels, ask the model."""
+        """FilmState.loaded: ask the model (it works while we draw), draw, fill the panels."""
         path = Path(film.path)
+        known = self.predictions.get((path, self._identity())) if self.state.model.ready else None
+        if known is None:
+            self._request_prediction()
         self._apply_open_window(film)
         self.film_view.show_film(film)
         self.tags.show_film(film)
@@ -635,7 +646,8 @@ class MainWindow(QMainWindow):
         if path not in self.browser.model.thumbnails:
             self.browser.model.set_thumbnail(path, make_thumbnail(film.pixels))
         self.film_shown.emit(path)
-        self._request_prediction()
+        if known is not None:  # scored before (e.g. by the batch): show it with the film
+            self._request_prediction()
 
     def _update_position(self) -> None:
         n = len(self.state.folder.entries)
@@ -845,7 +857,10 @@ class MainWindow(QMainWindow):
         self.state.overlay.set_label(label)
         self.findings.select(label)
         self.prediction_shown.emit(path)
-        self._request_overlay()
+        if (path, self._identity(), label) in self.gradcams:
+            self._request_overlay()
+        else:
+            self._overlay_timer.start()
 
     def _prediction_failed(self, path, gen: int, reason: str) -> None:
         if self.state.film.is_current(path, gen):
