@@ -245,7 +245,7 @@ def load_model(path: str | Path | None = None, *, mixed_precision: bool = False)
         raise ModelLoadError(str(exc)) from None
     check_config_safe(read_keras_config(path), where)
 
-    device = configure_device(mixed_precision)
+    device = configure_device(mixed_precision, set_policy=False)
     checksum = file_sha256(path)
     import keras
 

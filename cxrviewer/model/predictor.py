@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,7 +69,10 @@ class Predictor:
         if device is None:
             from cxrviewer.model.device import configure_device
 
-            device = configure_device()
+            # Report only: a model handed over by a training run keeps its policy, and the
+            # global one stays as that run set it.
+            mixed = any(getattr(layer, "compute_dtype", "float32") == "float16" for layer in model.layers)
+            device = dataclasses.replace(configure_device(set_policy=False), mixed_precision=mixed)
         self.device = device
         self._lock = threading.RLock()
         self._index = {lab: i for i, lab in enumerate(card.labels)}
@@ -197,6 +201,8 @@ class Predictor:
 
         wanted = list(self._active) if labels is None else list(labels)
         idx = self._label_indices(wanted)
+        if not idx or top_k <= 0 and labels is None:
+            return self.predict([film])[0], {}
         x = self.prepare(film)[None]
         with self._lock:
             probs, cams = self._engine()(x, idx)

@@ -51,3 +51,14 @@ def test_describe_names_versions_and_device(cpu_only):
 def test_summary_mentions_mixed_precision_and_gpu_count():
     info = DeviceInfo("GPU", "NVIDIA H100", True, ("NVIDIA H100", "NVIDIA H100"))
     assert info.summary() == "GPU: NVIDIA H100, 2 GPUs (mixed precision)"
+
+
+def test_report_only_call_keeps_the_global_policy():
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        configure_device(set_policy=False)
+        assert keras.mixed_precision.global_policy().name == "mixed_float16"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

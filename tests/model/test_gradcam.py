@@ -169,3 +169,46 @@ def test_explain_on_densenet121(tmp_path, nih_films):
     assert pred.probabilities == pytest.approx(predictor.predict([film])[0].probabilities, abs=1e-5)
     for cam in maps.values():
         assert cam.shape == (1024, 1024) and np.isfinite(cam).all() and 0.0 <= cam.min() <= cam.max() <= 1.0
+
+
+def test_target_layer_with_a_side_branch_uses_the_full_tape(tmp_path, nih_films):
+    """When the head also reads layers before the target, the model cannot be split at the
+    target; Grad-CAM then records the whole forward pass and must still agree with predict."""
+    import keras
+    from keras import layers
+
+    from tests.model_helpers import randomise_weights, tiny_card
+
+    inp = keras.Input((32, 32, 3))
+    feats = layers.Conv2D(4, 3, padding="same", activation="relu", name="features")(inp)
+    side = layers.Conv2D(2, 3, padding="same", name="side")(inp)
+    pooled = layers.GlobalAveragePooling2D()(layers.Concatenate()([feats, side]))
+    model = keras.Model(inp, layers.Dense(3, activation="sigmoid", name="predictions")(pooled))
+    randomise_weights(model, seed=5)
+    labels = ["A", "B", "C"]
+    predictor = load_model(save_model(model, tiny_card(labels), tmp_path / "side.keras"))
+    film = nih_films[0]
+    pred, maps = predictor.explain(film, labels)
+    assert predictor._gradcam.split is False
+    assert pred.probabilities == pytest.approx(predictor.predict([film])[0].probabilities, abs=1e-5)
+    assert all(m.shape == film.pixels.shape and np.isfinite(m).all() for m in maps.values())
+
+
+def test_sequential_model_gets_grad_cam_too(tmp_path, nih_films):
+    """Sequential layers also carry nodes of Keras's internal graph; the engine rebuilds one graph."""
+    import keras
+    from keras import layers
+
+    from tests.model_helpers import randomise_weights, tiny_card
+
+    model = keras.Sequential([keras.Input((32, 32, 3)), layers.Conv2D(4, 3, activation="relu", name="features"),
+                              layers.GlobalAveragePooling2D(), layers.Dense(3, activation="sigmoid")])
+    randomise_weights(model, seed=2)
+    labels = ["A", "B", "C"]
+    predictor = load_model(save_model(model, tiny_card(labels), tmp_path / "seq.keras"))
+    film = nih_films[1]
+    pred, maps = predictor.explain(film, labels)
+    assert pred.probabilities == pytest.approx(predictor.predict([film])[0].probabilities, abs=1e-5)
+    assert predictor._gradcam.split is True
+    assert all(m.shape == film.pixels.shape and m.max() == pytest.approx(1.0) for m in maps.values())
+    assert predictor.explain(film, [])[1] == {}
