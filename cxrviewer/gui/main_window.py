@@ -639,8 +639,7 @@ class MainWindow(QMainWindow):
         self.tags.show_film(film)
         self._rebuild_window_menus()
         if film.warnings:
-            self.banner.setText("⚠  " + "   ·   ".join(film.warnings))
-            self.banner.show()
+            self._show_warnings(film.warnings)
             self.state.folder.set_status(path, WARNING, "; ".join(film.warnings))
             log.warning("%s: %s", film.name, "; ".join(film.warnings))
         if path not in self.browser.model.thumbnails:
@@ -648,6 +647,11 @@ class MainWindow(QMainWindow):
         self.film_shown.emit(path)
         if known is not None:  # scored before (e.g. by the batch): show it with the film
             self._request_prediction()
+
+    def _show_warnings(self, warnings) -> None:
+        """The banner over the film: every warning the loader or the model has about it."""
+        self.banner.setText("⚠  " + "   ·   ".join(dict.fromkeys(warnings)))
+        self.banner.show()
 
     def _update_position(self) -> None:
         n = len(self.state.folder.entries)
@@ -852,6 +856,9 @@ class MainWindow(QMainWindow):
             self.dropped_results += 1
             return
         self.findings.show_prediction(prediction, self.state.model.info.thresholds)
+        film = self.state.film.film
+        if prediction.warnings and film is not None and list(prediction.warnings) != list(film.warnings):
+            self._show_warnings(list(film.warnings) + list(prediction.warnings))  # e.g. film smaller than input
         probs = prediction.probabilities
         label = self._sticky_label if self._sticky_label in probs else max(probs, key=probs.get)
         self.state.overlay.set_label(label)

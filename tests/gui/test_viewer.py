@@ -73,6 +73,15 @@ def test_filter_narrows_list_and_navigation_follows_it(qtbot, make_window, dicom
     assert Path(sig.args[0]).name == "test6.dcm"
     win.browser.filter.setText("*monochrome*")
     assert win.browser.proxy.rowCount() == 1
+    # Typing in the filter box types: single-key shortcuts (F fit, 1 one-to-one, J next)
+    # do not fire while it has the focus.
+    win.browser.filter.clear()
+    win.browser.filter.setFocus()
+    shown = win.state.film.path
+    zoom = win.film_view.zoom_factor()
+    qtbot.keyClicks(win.browser.filter, "f1j")
+    assert win.browser.filter.text() == "f1j"
+    assert win.film_view.zoom_factor() == pytest.approx(zoom) and win.state.film.path == shown
 
 
 def monochrome1_twin(original: Path, dest: Path) -> Path:
