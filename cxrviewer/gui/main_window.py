@@ -17,6 +17,7 @@ with the loader's one-line reasons; never full paths and never ``Film.identifier
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -265,6 +266,7 @@ class MainWindow(QMainWindow):
             self._default_dock_sizes()
         self._connect_views()
         self.views_built = True
+        gc.freeze()  # pyqtgraph's import: long-lived objects no collection needs to walk again
         self._model_state_changed(s.model.status)
         self.views_ready.emit()
         if self._start_path:
