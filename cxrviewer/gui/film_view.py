@@ -151,6 +151,7 @@ class FilmView(QWidget):
         ratio = (spacing[0] / spacing[1]) if spacing and spacing[0] > 0 and spacing[1] > 0 else 1.0
         self.viewbox.setAspectLocked(True, ratio=ratio)
         self._render()
+        self._redraw_timer.stop()  # the window set for this film is already drawn
         self.fit()
         self._update_geometry_label()
 

@@ -613,7 +613,7 @@ class MainWindow(QMainWindow):
             return
         self.film_view.clear(message)
         self.findings.clear("")
-        self.findings._model_changed()
+        self.findings.refresh_model()
         self.tags.clear()
         self.banner.hide()
 
