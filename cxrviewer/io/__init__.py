@@ -1,6 +1,7 @@
 """Reading chest films: DICOM and raster loaders, header checks, folder listing.
 
-Public surface: ``load_film``, ``list_films``, ``Film``, ``FilmMeta``, ``FilmError``.
+Public surface: ``load_film``, ``list_films``, ``is_film_candidate``, ``apply_window``,
+``Film``, ``FilmMeta``, ``FilmError`` and its subclasses.
 """
 
 from cxrviewer.io.film import (
@@ -10,9 +11,13 @@ from cxrviewer.io.film import (
     FilmMeta,
     NotAFilmError,
     PatientIdentifiers,
+    UnreadableFilmError,
     UnsupportedFilmError,
     WindowPreset,
 )
+from cxrviewer.io.listing import is_film_candidate, list_films
+from cxrviewer.io.loader import load_film
+from cxrviewer.io.window import apply_window
 
 __all__ = [
     "CorruptFilmError",
@@ -21,6 +26,11 @@ __all__ = [
     "FilmMeta",
     "NotAFilmError",
     "PatientIdentifiers",
+    "UnreadableFilmError",
     "UnsupportedFilmError",
     "WindowPreset",
+    "apply_window",
+    "is_film_candidate",
+    "list_films",
+    "load_film",
 ]

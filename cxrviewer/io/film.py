@@ -33,6 +33,10 @@ class UnsupportedFilmError(FilmError):
     """A valid file we deliberately do not handle (compression without decoder, too large, 3-D)."""
 
 
+class UnreadableFilmError(FilmError):
+    """The path cannot be read at all: missing, a folder, permission denied, I/O error."""
+
+
 @dataclass(frozen=True)
 class WindowPreset:
     """A VOI window: centre and width in modality units, as DICOM defines them."""
@@ -40,6 +44,7 @@ class WindowPreset:
     center: float
     width: float
     name: str = ""
+    function: str = "LINEAR"  # VOILUTFunction: LINEAR, LINEAR_EXACT or SIGMOID
 
 
 @dataclass
@@ -59,6 +64,9 @@ class FilmMeta:
     window_presets: list[WindowPreset] = field(default_factory=list)
     voi_lut_names: list[str] = field(default_factory=list)  # VOI LUT Sequence entries
     applied_voi: str = ""  # what produced Film.pixels, e.g. "window 'LUNG' c=-500 w=1500"
+    # True for MONOCHROME1: pixels = 1 - VOI(raw); the GUI passes it to apply_window(invert=).
+    invert: bool = False
+    frames: int = 1  # frames in the file; Film holds the first
     modality_units: str = ""  # e.g. "HU" from RescaleType, "" when unknown
     study_description: str | None = None
     series_description: str | None = None

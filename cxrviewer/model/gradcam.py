@@ -1,0 +1,109 @@
+"""Grad-CAM: per-finding heat maps from one forward pass, mapped back onto the film.
+
+For a class c with pre-activation score z_c (the logit, before sigmoid/softmax, so a
+confident p = 1.0 does not flatten the gradient to zero) and target-layer activations A
+(h, w, k channels): weights a_ck = mean over (h, w) of dz_c/dA_k; map = ReLU(sum_k a_ck A_k).
+All requested classes come from one forward pass: the gradients are a Jacobian of the
+selected scores with respect to A, and for targets right before global pooling (DenseNet121's
+final ``relu``) backprop crosses only GAP + Dense.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cxrviewer.model.preprocess import film_map
+
+
+def normalise_map(cam: np.ndarray) -> np.ndarray:
+    """Scale a non-negative map to 0..1 by its maximum; an all-zero map stays all zero."""
+    cam = np.nan_to_num(np.asarray(cam, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    cam = np.maximum(cam, 0.0)
+    peak = float(cam.max()) if cam.size else 0.0
+    if peak <= 0.0:
+        return np.zeros_like(cam)
+    return np.clip(cam / peak, 0.0, 1.0)
+
+
+def to_film(cam: np.ndarray, film_shape: tuple[int, int], crop: str) -> np.ndarray:
+    """Model-grid map -> float32 0..1 map of the film's shape (zero outside the model's crop).
+
+    Normalised again after upsampling so the peak is exactly 1 on the film too (bilinear
+    sampling rarely hits the grid cell's centre exactly).
+    """
+    return normalise_map(film_map(normalise_map(cam), film_shape, crop))
+
+
+def _split_head(model):
+    """(pre-activation tensor, how to get scores and probabilities from it).
+
+    Dense(sigmoid|softmax) output: the Dense's input, scores recomputed from its kernel, so
+    probabilities equal the model's. Activation output: its input is the logits. Anything
+    else: the output itself is differentiated (Grad-CAM of probabilities).
+    """
+    from keras import layers
+
+    last = model.layers[-1]
+    if isinstance(last, layers.Dense):
+        return last.input, "dense", last
+    if isinstance(last, layers.Activation):
+        return last.input, "activation", last
+    return model.outputs[0], "identity", last
+
+
+class GradCamEngine:
+    """Compiled probabilities + Grad-CAM for one model and one target layer.
+
+    Not thread-safe by itself: the Predictor that owns it serialises calls with its lock.
+    """
+
+    def __init__(self, model, layer_name: str, input_size: int, channels: int):
+        import keras
+        import tensorflow as tf
+
+        try:
+            target = model.get_layer(layer_name)
+        except ValueError:
+            raise ValueError(f"Grad-CAM layer '{layer_name}' is not in the model") from None
+        head_input, kind, last = _split_head(model)
+        self._features = keras.Model(model.inputs, [target.output, head_input], name="gradcam_features")
+
+        def scores_and_probs(head):
+            head = tf.cast(head, tf.float32)
+            if kind == "dense":
+                z = tf.matmul(head, tf.cast(last.kernel, tf.float32))
+                if last.use_bias:
+                    z = z + tf.cast(last.bias, tf.float32)
+                return z, tf.cast(last.activation(z), tf.float32)
+            if kind == "activation":
+                return head, tf.cast(last.activation(head), tf.float32)
+            return head, head
+
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([1, input_size, input_size, channels], tf.float32),
+                tf.TensorSpec([None], tf.int32),
+            ],
+            reduce_retracing=True,
+        )
+        def run(x, class_idx):
+            with tf.GradientTape() as tape:
+                acts, head = self._features(x, training=False)
+                z, probs = scores_and_probs(head)
+                selected = tf.gather(z[0], class_idx)
+            # d selected_k / d acts for every requested class at once: (k, 1, h, w, C).
+            jac = tape.jacobian(selected, acts)
+            jac = tf.cast(jac, tf.float32)
+            weights = tf.reduce_mean(jac, axis=[2, 3])[:, 0, :]  # (k, C)
+            cams = tf.nn.relu(tf.einsum("kc,hwc->khw", weights, tf.cast(acts[0], tf.float32)))
+            return probs[0], cams
+
+        self._run = run
+
+    def __call__(self, x: np.ndarray, class_idx) -> tuple[np.ndarray, np.ndarray]:
+        """x: (1, size, size, channels) -> (probabilities (n_outputs,), maps (k, h, w) >= 0)."""
+        import tensorflow as tf
+
+        idx = tf.constant(np.asarray(class_idx, dtype=np.int32).reshape(-1))
+        probs, cams = self._run(tf.constant(x, dtype=tf.float32), idx)
+        return probs.numpy(), cams.numpy()
