@@ -73,6 +73,14 @@ class DecoderStatus:
         return not self.required or "pylibjpeg" in self.plugins
 
 
+def _line_buffered_output() -> None:
+    # Piped to a log (CI, a support ticket), stdout is block-buffered and the report would
+    # come after TensorFlow's stderr messages; line buffering keeps the order of events.
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(line_buffering=True)
+
+
 def _quiet_tensorflow() -> None:
     # Before the first TensorFlow import: its C++ start-up chatter is not for clinic users.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -174,6 +182,7 @@ def info_command(args) -> int:
     from cxrviewer.model.device import configure_device, describe
     from cxrviewer.resources import default_model_path
 
+    _line_buffered_output()
     print(f"cxrviewer {__version__}. {NOT_FOR_DIAGNOSIS}")
     print("Versions:")
     _print_versions(library_versions())
@@ -285,6 +294,7 @@ def selftest_command(args) -> int:
     from cxrviewer.model import ModelLoadError, load_model
 
     _quiet_tensorflow()
+    _line_buffered_output()
     started = time.perf_counter()
     folder = Path(args.folder)
     print(f"cxrviewer {__version__} self-test. {NOT_FOR_DIAGNOSIS}")
