@@ -64,15 +64,15 @@ class FilmMeta:
     window_presets: list[WindowPreset] = field(default_factory=list)
     voi_lut_names: list[str] = field(default_factory=list)  # VOI LUT Sequence entries
     applied_voi: str = ""  # what produced Film.pixels, e.g. "window 'LUNG' c=-500 w=1500"
-    # True for MONOCHROME1: pixels = 1 - VOI(raw); the GUI passes it to apply_window(invert=).
-    invert: bool = False
-    frames: int = 1  # frames in the file; Film holds the first
     modality_units: str = ""  # e.g. "HU" from RescaleType, "" when unknown
     study_description: str | None = None
     series_description: str | None = None
     transfer_syntax: str | None = None
     # Non-identifying header elements for the tag panel: (tag "(0028,0010)", keyword, value text).
     tags: list[tuple[str, str, str]] = field(default_factory=list)
+    # True for MONOCHROME1: pixels = 1 - VOI(raw); the GUI passes it to apply_window(invert=).
+    invert: bool = False
+    frames: int = 1  # frames in the file; Film holds the first
 
 
 class PatientIdentifiers:

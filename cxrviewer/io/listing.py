@@ -22,8 +22,12 @@ def is_film_candidate(path: str | os.PathLike) -> bool:
     DICOM alias are read for the ``DICM`` prefix at byte 128. It says what to try, not
     that the file is valid: ``load_film`` decides that.
     """
-    path = Path(path)
-    suffix = path.suffix.lower()
+    path = os.fspath(path)
+    return _is_candidate(os.path.basename(path), path)
+
+
+def _is_candidate(name: str, path: str) -> bool:
+    suffix = os.path.splitext(name)[1].lower()
     if suffix in FILM_SUFFIXES:
         return True
     if suffix and not (suffix[1:].isdigit() or suffix in _MAYBE_DICOM_SUFFIXES):
@@ -78,11 +82,10 @@ def _walk(folder: Path, visited: set[str]) -> Iterator[Path]:
             is_file = not is_dir and entry.is_file()
         except OSError:
             continue
-        path = Path(entry.path)
         if is_dir:
-            yield from _walk(path, visited)
-        elif is_file and is_film_candidate(path):
-            yield path
+            yield from _walk(Path(entry.path), visited)
+        elif is_file and _is_candidate(entry.name, entry.path):
+            yield Path(entry.path)
 
 
 def _is_hidden(entry: os.DirEntry) -> bool:

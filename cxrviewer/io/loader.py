@@ -76,7 +76,8 @@ def load_film(path: str | os.PathLike) -> Film:
     except MemoryError:
         raise UnsupportedFilmError(film_path, "not enough memory to decode this film") from None
     except Exception as exc:  # a reader's unexpected failure still names the file
-        raise CorruptFilmError(film_path, f"cannot read: {type(exc).__name__}: {exc}") from exc
+        reason = " ".join(str(exc).split())[:200]
+        raise CorruptFilmError(film_path, f"cannot read: {type(exc).__name__}: {reason}") from exc
 
 
 def _load(path: Path) -> Film:

@@ -33,11 +33,11 @@ def save(ds: Dataset, path: Path) -> Path:
 
 
 def encapsulate_jpeg(ds: Dataset, stored: np.ndarray, quality: int = 95) -> None:
-    """Replace ``ds``'s pixels by ``stored`` (8-bit grey) as JPEG Baseline, like the RSNA files."""
+    """Replace ``ds``'s pixels by ``stored`` (8-bit grey, or BGR) as JPEG Baseline."""
     ok, jpeg = cv2.imencode(".jpg", stored, [cv2.IMWRITE_JPEG_QUALITY, quality])
     assert ok
     ds.PixelData = encapsulate([jpeg.tobytes()])
     ds["PixelData"].VR = "OB"
     ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
-    ds.Rows, ds.Columns = stored.shape
+    ds.Rows, ds.Columns = stored.shape[:2]
 

@@ -15,6 +15,8 @@ import numpy as np
 import pydicom
 import pytest
 from io_builders import save
+from pydicom.pixels import get_decoder
+from pydicom.uid import JPEGLSLossless
 
 from cxrviewer.io import (
     CorruptFilmError,
@@ -306,3 +308,21 @@ def test_pydicom_messages_with_header_bytes_never_reach_logs(rsna_path, tmp_path
     assert not [w for w in caught if "pydicom" in w.filename]
     assert not [r for r in caplog.records if r.name.startswith("pydicom")]
     assert patient not in caplog.text
+
+
+def test_missing_decoder_names_the_transfer_syntax(rsna_path, tmp_path):
+    """As if pylibjpeg-libjpeg were not installed: JPEG-LS has no other decoder."""
+    decoder = get_decoder(JPEGLSLossless)
+    assert decoder.available_plugins == ("pylibjpeg",)
+    ds = pydicom.dcmread(rsna_path)
+    ds.file_meta.TransferSyntaxUID = JPEGLSLossless
+    path = tmp_path / "jpeg-ls.dcm"
+    ds.save_as(path)
+    decoder.remove_plugin("pylibjpeg")
+    try:
+        expect_film_error(
+            path, UnsupportedFilmError, "JPEG-LS Lossless Image Compression", "no decoder installed"
+        )
+    finally:
+        decoder.add_plugin("pylibjpeg", ("pydicom.pixels.decoders.pylibjpeg", "_decode_frame"))
+    assert decoder.is_available
