@@ -54,14 +54,17 @@ def _cpu_name() -> str:
     return f"{name}, {os.cpu_count() or 1} cores"
 
 
-def configure_device(mixed_precision: bool = False) -> DeviceInfo:
+def configure_device(mixed_precision: bool = False, *, set_policy: bool = True) -> DeviceInfo:
     """Set memory growth on every GPU, pick the Keras dtype policy, report the device.
 
-    mixed_precision=True sets the global policy to mixed_float16 on a GPU (tensor cores);
-    on a CPU float16 is slower than float32, so the policy stays float32 and a note says so.
-    The policy is set to what is asked on every call (float32 when False), so calls with the
-    same argument are idempotent. Models built afterwards follow the policy; the builders
-    keep the output layer in float32.
+    mixed_precision=True means mixed_float16 on a GPU (tensor cores); on a CPU float16 is
+    slower than float32, so it is declined and a note says so. With ``set_policy`` (training,
+    building models) the global Keras policy is set to what is asked on every call (float32
+    when False), so calls with the same argument are idempotent; models built afterwards
+    follow it and the builders keep the output layer float32. ``load_model`` passes
+    set_policy=False: a loaded model keeps the policy it was saved with (the Predictor
+    makes a mixed-precision copy itself), and loading must not change what a training run
+    in the same process set.
     """
     import keras
     import tensorflow as tf
@@ -91,7 +94,8 @@ def configure_device(mixed_precision: bool = False) -> DeviceInfo:
         use_mixed = bool(mixed_precision and gpus)
         if mixed_precision and not gpus:
             notes.append("mixed precision requested but no GPU is visible: running float32 on the CPU")
-        keras.mixed_precision.set_global_policy("mixed_float16" if use_mixed else "float32")
+        if set_policy:
+            keras.mixed_precision.set_global_policy("mixed_float16" if use_mixed else "float32")
 
     if gpus:
         return DeviceInfo("GPU", gpu_names[0], use_mixed, tuple(gpu_names), tuple(notes))

@@ -28,10 +28,16 @@ def normalise_map(cam: np.ndarray) -> np.ndarray:
 def to_film(cam: np.ndarray, film_shape: tuple[int, int], crop: str) -> np.ndarray:
     """Model-grid map -> float32 0..1 map of the film's shape (zero outside the model's crop).
 
-    Normalised again after upsampling so the peak is exactly 1 on the film too (bilinear
-    sampling rarely hits the grid cell's centre exactly).
+    Rescaled after upsampling so the peak is exactly 1 on the film too (bilinear sampling
+    rarely hits a grid cell's centre). Bilinear values are convex combinations of the grid's,
+    so they stay within 0..1 and need no second clip; the film-sized work is one max and one
+    in-place divide (about 2 ms on a 1024x1024 film).
     """
-    return normalise_map(film_map(normalise_map(cam), film_shape, crop))
+    out = film_map(normalise_map(cam), film_shape, crop)
+    peak = float(out.max()) if out.size else 0.0
+    if peak > 0.0:
+        np.divide(out, np.float32(peak), out=out)
+    return out
 
 
 def _split_head(model):
@@ -66,7 +72,16 @@ class GradCamEngine:
         except ValueError:
             raise ValueError(f"Grad-CAM layer '{layer_name}' is not in the model") from None
         head_input, kind, last = _split_head(model)
-        self._features = keras.Model(model.inputs, [target.output, head_input], name="gradcam_features")
+        # Split at the target layer when the head (target -> pre-activation) is self-contained,
+        # as after DenseNet's final relu: the backbone then runs outside the gradient tape, so
+        # neither tracing nor running records the ~400 backbone layers for backprop.
+        try:
+            self._backbone = keras.Model(model.inputs, target.output, name="gradcam_backbone")
+            self._head = keras.Model(target.output, head_input, name="gradcam_head")
+            self.split = True
+        except (ValueError, TypeError):
+            self._features = keras.Model(model.inputs, [target.output, head_input], name="gradcam_features")
+            self.split = False
 
         def scores_and_probs(head):
             head = tf.cast(head, tf.float32)
@@ -79,6 +94,19 @@ class GradCamEngine:
                 return head, tf.cast(last.activation(head), tf.float32)
             return head, head
 
+        def forward(x):
+            if self.split:
+                acts = self._backbone(x, training=False)
+                tape = tf.GradientTape(watch_accessed_variables=False)
+                with tape:
+                    tape.watch(acts)
+                    head = self._head(acts, training=False)
+            else:
+                tape = tf.GradientTape()
+                with tape:
+                    acts, head = self._features(x, training=False)
+            return tape, acts, head
+
         @tf.function(
             input_signature=[
                 tf.TensorSpec([1, input_size, input_size, channels], tf.float32),
@@ -87,13 +115,12 @@ class GradCamEngine:
             reduce_retracing=True,
         )
         def run(x, class_idx):
-            with tf.GradientTape() as tape:
-                acts, head = self._features(x, training=False)
+            tape, acts, head = forward(x)
+            with tape:
                 z, probs = scores_and_probs(head)
                 selected = tf.gather(z[0], class_idx)
             # d selected_k / d acts for every requested class at once: (k, 1, h, w, C).
-            jac = tape.jacobian(selected, acts)
-            jac = tf.cast(jac, tf.float32)
+            jac = tf.cast(tape.jacobian(selected, acts), tf.float32)
             weights = tf.reduce_mean(jac, axis=[2, 3])[:, 0, :]  # (k, C)
             cams = tf.nn.relu(tf.einsum("kc,hwc->khw", weights, tf.cast(acts[0], tf.float32)))
             return probs[0], cams

@@ -9,6 +9,7 @@ second guard. Legacy ``.h5`` model files are refused outright: they can carry pi
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import zipfile
@@ -173,25 +174,46 @@ def check_model_matches_card(model, card: ModelCard) -> None:
         raise ModelCardError("; ".join(problems))
 
 
+def _clone_with_policy(model, policy: str):
+    """An uncompiled copy of ``model`` with every layer but the output on ``policy``.
+
+    Rebuilt in this process from the model's own config (built-in layers only) with the
+    dtype fields rewritten, weights copied over; the output layer stays float32 so
+    probabilities keep full precision. (``keras.models.clone_model`` would carry the
+    optimizer and compile state along.)
+    """
+    config = copy.deepcopy(model.get_config())
+    output_name = model.layers[-1].name
+
+    def recast(layers_config):
+        for layer in layers_config:
+            inner = layer.get("config", {})
+            if layer.get("class_name") == "InputLayer":
+                continue
+            if "dtype" in inner:
+                inner["dtype"] = "float32" if inner.get("name") == output_name else policy
+            if isinstance(inner.get("layers"), list):  # nested functional model
+                recast(inner["layers"])
+
+    recast(config["layers"])
+    clone = model.__class__.from_config(config)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
 def to_mixed_precision(model):
     """A copy of ``model`` computing in float16 (weights kept float32), output layer float32.
 
     Needed because a loaded model keeps the dtype policy it was saved with, whatever the
-    global policy. Rebuilt from the already vetted built-in layer configs in this process.
+    global policy.
     """
-    import keras
+    return _clone_with_policy(model, "mixed_float16")
 
-    keep = {model.layers[-1].name}
 
-    def clone(layer):
-        config = layer.get_config()
-        if layer.name not in keep and "dtype" in config and not isinstance(layer, keras.layers.InputLayer):
-            config["dtype"] = "mixed_float16"
-        return layer.__class__.from_config(config)
-
-    mixed = keras.models.clone_model(model, clone_function=clone)
-    mixed.set_weights(model.get_weights())
-    return mixed
+def _needs_inference_copy(model) -> bool:
+    compiled = getattr(model, "optimizer", None) is not None or getattr(model, "compiled", False)
+    policies = {getattr(getattr(layer, "dtype_policy", None), "name", "float32") for layer in model.layers}
+    return bool(compiled or policies - {"float32"})
 
 
 def load_model(path: str | Path | None = None, *, mixed_precision: bool = False):
@@ -223,7 +245,7 @@ def load_model(path: str | Path | None = None, *, mixed_precision: bool = False)
         raise ModelLoadError(str(exc)) from None
     check_config_safe(read_keras_config(path), where)
 
-    device = configure_device(mixed_precision)
+    device = configure_device(mixed_precision, set_policy=False)
     checksum = file_sha256(path)
     import keras
 
@@ -243,6 +265,8 @@ def load_model(path: str | Path | None = None, *, mixed_precision: bool = False)
 def save_model(model, card: ModelCard, path: str | Path) -> Path:
     """Write ``x.keras`` and ``x.card.json`` atomically after checking they agree.
 
+    A compiled or mixed-precision model is saved as an uncompiled float32 copy.
+
     Both files are written to temp names first and renamed only when both are complete,
     so an interrupted save leaves the previous model and card as they were.
     """
@@ -251,6 +275,10 @@ def save_model(model, card: ModelCard, path: str | Path) -> Path:
         raise ValueError(f"model files end in .keras, got {path.name}")
     card.validate(card_path_for(path).name)
     check_model_matches_card(model, card)
+    if _needs_inference_copy(model):
+        # Ship an inference model: no optimizer state (it would triple a DenseNet file and
+        # drag the training loss into the config) and float32 layers that run anywhere.
+        model = _clone_with_policy(model, "float32")
     with atomic_path(path) as tmp_model, atomic_path(card_path_for(path)) as tmp_card:
         model.save(tmp_model)
         tmp_card.write_text(json.dumps(card.to_dict(), indent=2) + "\n", encoding="utf-8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,7 +69,10 @@ class Predictor:
         if device is None:
             from cxrviewer.model.device import configure_device
 
-            device = configure_device()
+            # Report only: a model handed over by a training run keeps its policy, and the
+            # global one stays as that run set it.
+            mixed = any(getattr(layer, "compute_dtype", "float32") == "float16" for layer in model.layers)
+            device = dataclasses.replace(configure_device(set_policy=False), mixed_precision=mixed)
         self.device = device
         self._lock = threading.RLock()
         self._index = {lab: i for i, lab in enumerate(card.labels)}
@@ -209,6 +213,14 @@ class Predictor:
         crop = self.card.preprocess.crop
         maps = {lab: to_film(cams[wanted.index(lab)], shape, crop) for lab in chosen}
         return prediction, maps
+
+    def warm_up(self, gradcam: bool = True) -> None:
+        """Trace the compiled functions now (seconds for DenseNet121) rather than on the
+        first film the reader opens; call from the inference worker right after loading."""
+        blank = np.zeros((self.card.input_size, self.card.input_size), np.float32)
+        self.predict_arrays(self.prepare(blank))
+        if gradcam:
+            self.explain(blank, self._active[:1])
 
     def gradcam(self, film, label: str) -> np.ndarray:
         """Grad-CAM of one finding: float32 0..1, same shape as ``film.pixels``."""

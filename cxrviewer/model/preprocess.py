@@ -83,7 +83,11 @@ def film_map(model_map: np.ndarray, film_shape: tuple[int, int], crop: str) -> n
     Inverse of ``to_model_grid``'s geometry, so Grad-CAM peaks land where the reader looks.
     """
     r0, r1, c0, c1 = crop_box(film_shape, crop)
-    out = np.zeros(tuple(int(s) for s in film_shape[:2]), dtype=np.float32)
+    rows, cols = (int(s) for s in film_shape[:2])
     m = np.asarray(model_map, dtype=np.float32)
-    out[r0:r1, c0:c1] = cv2.resize(m, (c1 - c0, r1 - r0), interpolation=cv2.INTER_LINEAR)
+    inside = cv2.resize(m, (c1 - c0, r1 - r0), interpolation=cv2.INTER_LINEAR)
+    if (r0, r1, c0, c1) == (0, rows, 0, cols):
+        return inside  # the model saw the whole film: no zero frame to paste into
+    out = np.zeros((rows, cols), dtype=np.float32)
+    out[r0:r1, c0:c1] = inside
     return out

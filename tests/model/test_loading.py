@@ -230,3 +230,31 @@ def test_mixed_precision_request_on_cpu_runs_float32(tmp_path):
     assert predictor.device.kind == "CPU" and predictor.device.mixed_precision is False
     assert any("no GPU" in n for n in predictor.device.notes)
     assert predictor.model.get_layer("features").compute_dtype == "float32"
+
+
+def test_compiled_mixed_precision_model_is_saved_as_a_float32_inference_model(tmp_path, nih_films):
+    import keras
+
+    from cxrviewer.model.build import build_classifier
+
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = build_classifier(len(LABELS), backbone="tiny", input_size=32)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    x = np.random.default_rng(0).normal(size=(4, 32, 32, 3)).astype(np.float32)
+    model.fit(x, np.ones((4, len(LABELS)), np.float32), epochs=1, verbose=0)  # builds optimizer state
+    path = save_model(model, tiny_card(LABELS), tmp_path / "trained.keras")
+    import io
+
+    import h5py
+
+    with zipfile.ZipFile(path) as zf:
+        config = json.loads(zf.read("config.json"))
+        with h5py.File(io.BytesIO(zf.read("model.weights.h5")), "r") as h5:
+            assert list(h5) == ["layers", "vars"]  # no optimizer state
+    assert not config.get("compile_config")
+    predictor = load_model(path)
+    assert {layer.dtype_policy.name for layer in predictor.model.layers} == {"float32"}
+    np.testing.assert_allclose(predictor.predict_arrays(x), np.asarray(model(x)), atol=2e-2)

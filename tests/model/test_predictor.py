@@ -147,3 +147,35 @@ def test_prediction_top(tiny_predictor, nih_films):
     top = pred.top(3)
     assert len(top) == 3 and top[0][1] == max(pred.probabilities.values())
     assert [v for _, v in top] == sorted([v for _, v in top], reverse=True)
+
+
+def test_warm_up_traces_once_and_later_calls_reuse_it(tmp_path, nih_films):
+    predictor = load_model(make_tiny_model(tmp_path, CXR14_LABELS))
+    predictor.warm_up()
+    assert predictor._forward.experimental_get_tracing_count() == 1
+    predictor.predict(nih_films[:3])
+    predictor.explain(nih_films[0], ["Mass", "Edema"])
+    predictor.explain(nih_films[1])
+    assert predictor._forward.experimental_get_tracing_count() == 1
+    assert predictor._gradcam._run.experimental_get_tracing_count() == 1
+
+
+def test_predictor_on_a_training_runs_model_leaves_the_global_policy_alone(nih_films):
+    """Training may hand its in-memory (mixed precision) model to a Predictor for evaluation."""
+    import keras
+
+    from cxrviewer.model.build import build_classifier
+    from cxrviewer.model.predictor import Predictor
+    from tests.model_helpers import tiny_card
+
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = build_classifier(14, backbone="tiny", input_size=32)
+        predictor = Predictor(model, tiny_card(CXR14_LABELS))
+        assert keras.mixed_precision.global_policy().name == "mixed_float16"
+        assert predictor.device.mixed_precision is True
+        assert predictor.identity == "tiny"  # no file, no checksum
+        pred = predictor.predict(nih_films[:2])
+        assert all(np.isfinite(list(p.probabilities.values())).all() for p in pred)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
