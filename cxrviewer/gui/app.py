@@ -16,7 +16,9 @@ import traceback
 
 log = logging.getLogger("cxrviewer.gui")
 
-# Set by the benchmark: print when the window is on screen, then quit.
+# Set by the benchmark and tests: "window" prints when the window is on screen and quits;
+# "views" also waits for the image views (pyqtgraph, imported in the background);
+# "film" opens PATH, prints when its first film is drawn (or failed), and quits.
 STARTUP_PROBE_ENV = "CXRVIEWER_STARTUP_PROBE"
 
 
@@ -80,8 +82,26 @@ def run_app(path: str | None = None, model: str | None = None) -> int:
             # Epoch time so the benchmark can measure from before it started the process.
             print(f"CXRVIEWER_WINDOW_SHOWN {time.time():.6f} tf_loaded={'tensorflow' in sys.modules}",
                   flush=True)
-            QTimer.singleShot(0, win.close)
-            return
+            if probe == "views":
+                def views():
+                    print(f"CXRVIEWER_VIEWS_READY {time.time():.6f}", flush=True)
+                    QTimer.singleShot(0, win.close)
+
+                if win.views_built:
+                    views()
+                else:
+                    win.views_ready.connect(views)
+                return
+            if probe != "film":
+                QTimer.singleShot(0, win.close)
+                return
+
+            def film_done(p, reason=""):
+                print(f"CXRVIEWER_FILM_SHOWN {time.time():.6f} {p.name if p else ''} {reason}".rstrip(), flush=True)
+                QTimer.singleShot(0, win.close)
+
+            win.film_shown.connect(film_done)
+            win.film_failed.connect(film_done)
         win.start(path)
 
     win.window_shown.connect(shown)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, Signal
-from PySide6.QtGui import QBrush, QColor
+from PySide6.QtCore import QSortFilterProxyModel, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -34,8 +34,13 @@ SORT_ROLE = Qt.ItemDataRole.UserRole + 10
 FIXED = ["File", "Status", "Calls"]
 
 
-class ResultsModel(QAbstractTableModel):
-    """Batch rows: file, status, calls, one probability column per label."""
+class ResultsModel(QStandardItemModel):
+    """Batch rows: file, status, calls, one probability column per label.
+
+    The cells live in Qt's own item storage (not a Python ``data()``): while a batch runs,
+    every repaint of the table would otherwise call into Python once per cell and role,
+    and each such call waits for the GIL the worker threads are using.
+    """
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -43,57 +48,36 @@ class ResultsModel(QAbstractTableModel):
         self.rows: list[BatchRow] = []
 
     def reset(self, labels: list[str]) -> None:
-        self.beginResetModel()
+        self.clear()
         self.labels = list(labels)
         self.rows = []
-        self.endResetModel()
+        self.setColumnCount(len(FIXED) + len(self.labels))
+        self.setHorizontalHeaderLabels(FIXED + [lab.replace("_", " ") for lab in self.labels])
 
     def add(self, rows: list[BatchRow]) -> None:
-        if not rows:
-            return
-        first = len(self.rows)
-        self.beginInsertRows(QModelIndex(), first, first + len(rows) - 1)
-        self.rows.extend(rows)
-        self.endInsertRows()
-
-    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(self.rows)
-
-    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(FIXED) + len(self.labels)
-
-    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
-        if role != Qt.ItemDataRole.DisplayRole or orientation != Qt.Orientation.Horizontal:
-            return None
-        if section < len(FIXED):
-            return FIXED[section]
-        return self.labels[section - len(FIXED)].replace("_", " ")
-
-    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
-        if not index.isValid():
-            return None
-        row = self.rows[index.row()]
-        col = index.column()
-        if col >= len(FIXED):
-            label = self.labels[col - len(FIXED)]
-            p = None if row.probabilities is None else row.probabilities.get(label)
-            if role == Qt.ItemDataRole.DisplayRole:
-                return "" if p is None else f"{p:.3f}"
-            if role == SORT_ROLE:
-                return -1.0 if p is None else float(p)
-            if role == Qt.ItemDataRole.ForegroundRole and label in row.calls:
-                return QBrush(QColor("#e3a72f"))
-            if role == Qt.ItemDataRole.TextAlignmentRole:
-                return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            return None
-        value = (row.rel, row.status, ", ".join(row.calls))[col]
-        if role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE):
-            return value
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return value
-        if role == Qt.ItemDataRole.ForegroundRole and col == 1 and row.kind != "ok":
-            return QBrush(QColor("#ef6a5a" if row.kind == "error" else "#e3a72f"))
-        return None
+        right = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+        amber, red = QBrush(QColor("#e3a72f")), QBrush(QColor("#ef6a5a"))
+        for row in rows:
+            items = []
+            for col, text in enumerate((row.rel, row.status, ", ".join(row.calls))):
+                it = QStandardItem(text)
+                it.setData(text, SORT_ROLE)
+                it.setToolTip(text)
+                it.setEditable(False)
+                if col == 1 and row.kind != "ok":
+                    it.setForeground(red if row.kind == "error" else amber)
+                items.append(it)
+            for label in self.labels:
+                p = None if row.probabilities is None else row.probabilities.get(label)
+                it = QStandardItem("" if p is None else f"{p:.3f}")
+                it.setData(-1.0 if p is None else float(p), SORT_ROLE)
+                it.setTextAlignment(right)
+                it.setEditable(False)
+                if label in row.calls:
+                    it.setForeground(amber)
+                items.append(it)
+            self.appendRow(items)
+            self.rows.append(row)
 
 
 class BatchPanel(QWidget):
@@ -111,7 +95,6 @@ class BatchPanel(QWidget):
         self.total = 0
         self.summary = None
         self.model_name = ""
-        self.model_sha256 = ""
         self._t0 = 0.0
 
         self.score_button = QPushButton(icon("score"), "Score folder")
@@ -175,10 +158,10 @@ class BatchPanel(QWidget):
     def running(self) -> bool:
         return self.cancel_button.isEnabled()
 
-    def begin(self, job_id: int, folder: Path, labels: list[str], model_name: str, model_sha256: str) -> None:
+    def begin(self, job_id: int, folder: Path, labels: list[str], model_name: str) -> None:
         self.job_id = job_id
         self.folder = Path(folder)
-        self.model_name, self.model_sha256 = model_name, model_sha256
+        self.model_name = model_name
         self.summary = None
         self.total = 0
         self._t0 = time.perf_counter()
@@ -193,23 +176,28 @@ class BatchPanel(QWidget):
         self.report_button.setEnabled(False)
         self.tabs.setCurrentWidget(self.table)
 
-    def set_total(self, total: int) -> None:
-        self.total = total
-        self.progress.setRange(0, max(total, 1))
-        self.progress.setValue(0)
-        self._update_label()
-
-    def add_rows(self, rows: list[BatchRow]) -> None:
-        self.model.add(rows)
-        self.progress.setValue(len(self.model.rows))
-        self._update_label()
-
-    def _update_label(self) -> None:
-        done = len(self.model.rows)
+    def set_progress(self, done: int, total: int) -> None:
+        """``total`` is -1 while the folder is still being counted."""
+        if total >= 0 and total != self.total:
+            self.total = total
+            self.progress.setRange(0, max(total, 1))
+        if self.total:
+            self.progress.setValue(min(done, self.total))
         elapsed = max(time.perf_counter() - self._t0, 1e-6)
         rate = done / elapsed
-        eta = (self.total - done) / rate if rate > 0 and self.total else 0
-        self.progress_label.setText(f"{done}/{self.total} films · {rate:.1f}/s · ETA {int(eta) // 60}:{int(eta) % 60:02d}")
+        if self.total and rate > 0:
+            eta = (self.total - done) / rate
+            self.progress_label.setText(
+                f"{done}/{self.total} films · {rate:.1f}/s · ETA {int(eta) // 60}:{int(eta) % 60:02d}")
+        else:
+            self.progress_label.setText(f"{done} films · {rate:.1f}/s · counting…")
+
+    def add_rows(self, rows: list[BatchRow]) -> None:
+        # Sorting on every insert re-asks the model for every cell; sort once per chunk.
+        sorting = self.table.isSortingEnabled()
+        self.table.setSortingEnabled(False)
+        self.model.add(rows)
+        self.table.setSortingEnabled(sorting)
 
     def finish(self, summary) -> None:
         self.summary = summary
@@ -218,29 +206,18 @@ class BatchPanel(QWidget):
         has_rows = bool(self.model.rows)
         self.export_button.setEnabled(has_rows)
         self.labels_button.setEnabled(has_rows)
-        self.progress.setRange(0, max(summary.total, 1))
+        total = max(summary.total, self.total if summary.cancelled else 0)
+        self.progress.setRange(0, max(total, 1))
         self.progress.setValue(summary.done)
         state = "cancelled" if summary.cancelled else ("failed: " + summary.error if summary.error else "done")
         failed = f", {summary.failed} could not be scored" if summary.failed else ""
-        self.progress_label.setText(f"{state}: {summary.done}/{summary.total} films in {summary.seconds:.1f} s{failed}")
+        self.progress_label.setText(f"{state}: {summary.done}/{total} films in {summary.seconds:.1f} s{failed}")
 
     def set_model_ready(self, ready: bool) -> None:
         if not self.running:
             self.score_button.setEnabled(ready)
 
     # ---- rows -------------------------------------------------------------------------
-    def result_fields(self) -> tuple[list[str], list[list[str]]]:
-        """(labels, rows as results-CSV fields sorted by path) via cxrviewer.results."""
-        from cxrviewer.results import format_row
-
-        labels = self.model.labels
-        rows = sorted(self.model.rows, key=lambda r: r.rel)
-        fields = [
-            format_row(r.rel, r.status, r.probabilities, r.calls, self.model_name, self.model_sha256, labels)
-            for r in rows
-        ]
-        return labels, fields
-
     def _double_clicked(self, index) -> None:
         src = self.proxy.mapToSource(index)
         if src.isValid():

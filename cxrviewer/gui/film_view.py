@@ -15,9 +15,8 @@ from PySide6.QtCore import QPointF, Qt, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from cxrviewer.gui import presets
+from cxrviewer.gui.state import OVERLAY_COLORMAPS as COLORMAPS  # noqa: F401 - re-exported
 from cxrviewer.gui.state import DisplayState, OverlayState
-
-COLORMAPS = ("inferno", "viridis", "turbo", "plasma", "CET-L3")
 
 
 def to_uint8(img01: np.ndarray) -> np.ndarray:
@@ -101,6 +100,11 @@ class FilmView(QWidget):
         self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.message.setWordWrap(True)
         self.message.hide()
+        # Which finding the heat map is for, always beside the map itself.
+        self.overlay_caption = QLabel(self.graphics)
+        self.overlay_caption.setObjectName("overlayCaption")
+        self.overlay_caption.move(8, 8)
+        self.overlay_caption.hide()
 
         self.cursor_label = QLabel("")
         self.cursor_label.setObjectName("cursorLabel")
@@ -137,6 +141,7 @@ class FilmView(QWidget):
         self._overlay_map = None
         self.overlay_label = ""
         self.overlay_item.setVisible(False)
+        self.overlay_caption.hide()
         self.message.hide()
         rows, cols = film.shape
         spacing = film.meta.pixel_spacing
@@ -155,6 +160,7 @@ class FilmView(QWidget):
         self.image_item.clear()
         self.overlay_item.clear()
         self.overlay_item.setVisible(False)
+        self.overlay_caption.hide()
         self.geometry_label.setText("")
         self.cursor_label.setText("")
         self.window_label.setText("")
@@ -258,6 +264,11 @@ class FilmView(QWidget):
             self.overlay_item.setLookupTable(overlay_lut(self.overlay.colormap))
             self.overlay_item.setOpacity(self.overlay.opacity)
         self.overlay_item.setVisible(show)
+        if show:
+            self.overlay_caption.setText(f"Grad-CAM: {self.overlay_label.replace('_', ' ')} "
+                                         "(where the model looked; not an outline of a finding)")
+            self.overlay_caption.adjustSize()
+        self.overlay_caption.setVisible(show)
         self.overlay_rendered.emit(self.overlay_label if show else "")
 
     # ---- zoom -------------------------------------------------------------------------

@@ -53,7 +53,7 @@ class FindingsPanel(QWidget):
         self.plot.setMenuEnabled(False)
         self.plot.setMouseEnabled(x=False, y=False)
         self.plot.hideButtons()
-        self.plot.setMinimumHeight(220)
+        self.plot.setMinimumHeight(170)
         self.plot.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         pi = self.plot.getPlotItem()
         pi.invertY(True)

@@ -7,7 +7,6 @@ CSVs, ``cxrviewer.evaluate``/``metrics`` for ROC numbers.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -63,34 +62,27 @@ def thumbnail(job, path: Path, still_wanted: Callable[[], bool]):
     return make_thumbnail(film.pixels), list(film.warnings)
 
 
-def export_results(job, target: Path, labels: list[str], rows: list[list[str]]) -> Path:
-    """Write the results CSV atomically in the ``cxrviewer score`` format."""
-    from cxrviewer.results import write_results
+def export_results(job, source: Path, target: Path) -> Path:
+    """Copy the batch's results CSV (written by ``cxrviewer.batch``, so byte for byte the
+    ``cxrviewer score`` format) to the reader's file, atomically."""
+    import shutil
 
-    write_results(target, labels, rows)
+    from cxrviewer.fsutil import atomic_path
+
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
     return Path(target)
 
 
-def evaluate_rows(job, labels: list[str], rows: list[list[str]], labels_csv: Path, thresholds: dict | None,
-                  threshold_note: str, n_bootstrap: int = 1000):
-    """ROC report for batch rows against a labels CSV, by the same code as ``cxrviewer evaluate``.
-
-    The rows go through a results CSV in a private temp folder so matching, error-row
-    handling and task detection are exactly the command line's.
-    """
+def evaluate_csv(job, results_csv: Path, labels_csv: Path, thresholds: dict | None, threshold_note: str,
+                 n_bootstrap: int = 1000):
+    """ROC report of a results CSV against a labels CSV, by ``cxrviewer evaluate``'s code."""
     from cxrviewer.evaluate import evaluate_results
-    from cxrviewer.results import write_results
 
-    with tempfile.TemporaryDirectory(prefix="cxrviewer-roc-") as tmp:
-        results_csv = Path(tmp) / "results.csv"
-        write_results(results_csv, labels, rows)
-        report = evaluate_results(
-            results_csv, labels_csv, thresholds, n_bootstrap,
-            threshold_source="card" if thresholds else "youden", threshold_note=threshold_note or None,
-        )
-    # The temp file is gone; say where the numbers really came from.
-    report.source["results_file"] = "batch panel (unsaved)"
-    return report
+    return evaluate_results(
+        results_csv, labels_csv, thresholds, n_bootstrap,
+        threshold_source="card" if thresholds else "youden", threshold_note=threshold_note or None,
+    )
 
 
 def write_report(job, report, out_dir: Path) -> dict:

@@ -1,5 +1,10 @@
 """The main window: wires the state, the workers and the panels together.
 
+Start-up: the window is shown with plain Qt widgets first; pyqtgraph (about a second to
+import) and the views built on it (film view, findings chart, batch/ROC panel) are
+imported on a background thread and put in place as soon as they arrive. The model loads
+meanwhile in the inference thread; a folder given at start opens once the views exist.
+
 Flow: the browser picks a path -> FilmState.select bumps the generation -> the I/O pool
 decodes -> the view shows the film -> the inference worker predicts -> the findings
 panel draws the bars -> the worker computes Grad-CAM for the selected finding -> the view
@@ -10,13 +15,16 @@ anything for another film is counted in ``dropped_results`` and thrown away.
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-from PySide6.QtCore import QSize, Qt, QTimer, Signal
+import threading
+
+from PySide6.QtCore import QObject, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
     QComboBox,
     QDockWidget,
     QFileDialog,
@@ -31,15 +39,12 @@ from PySide6.QtWidgets import (
 
 from cxrviewer import NOT_FOR_DIAGNOSIS, __version__
 from cxrviewer.gui import jobs, presets
-from cxrviewer.gui.batch_panel import BatchPanel
 from cxrviewer.gui.browser import FilmBrowser, make_thumbnail
 from cxrviewer.gui.cache import LRUCache
-from cxrviewer.gui.film_view import COLORMAPS, FilmView
-from cxrviewer.gui.findings_panel import FindingsPanel
 from cxrviewer.gui.log_panel import LogPanel, QtLogHandler
 from cxrviewer.gui.model_dialogs import ModelCardDialog
 from cxrviewer.gui.settings import Settings
-from cxrviewer.gui.state import ERROR, SCORED, WARNING, ViewerState
+from cxrviewer.gui.state import ERROR, OVERLAY_COLORMAPS, SCORED, WARNING, ViewerState
 from cxrviewer.gui.tag_panel import TagPanel
 from cxrviewer.gui.theme import icon
 from cxrviewer.gui.workers import InferenceWorker, IOPool
@@ -51,6 +56,22 @@ HOW_TO_GET_A_MODEL = (
     ".keras file with its .card.json beside it, or place the shipped model "
     "(cxr14-densenet121.keras + card) in the models/ folder of the installation."
 )
+
+
+class _ImportRelay(QObject):
+    done = Signal(str)  # "" when the view modules imported, else the error
+
+
+def _import_view_modules(relay: _ImportRelay) -> None:
+    """Background thread: import pyqtgraph and the views built on it."""
+    try:
+        import cxrviewer.gui.batch_panel  # noqa: F401
+        import cxrviewer.gui.film_view  # noqa: F401
+        import cxrviewer.gui.findings_panel  # noqa: F401
+    except Exception as exc:  # shown in the window; the browser and log still work
+        relay.done.emit(f"{type(exc).__name__}: {exc}")
+        return
+    relay.done.emit("")
 
 
 @dataclass
@@ -74,6 +95,7 @@ class MainWindow(QMainWindow):
     roc_shown = Signal(object)  # EvaluationReport
     export_done = Signal(object)  # Path written
     error_reported = Signal(str)
+    views_ready = Signal()  # film view, findings and batch panels are built
 
     def __init__(self, settings: Settings | None = None, model_path: str | Path | None = None,
                  *, io_threads: int = 2, parent=None):
@@ -95,10 +117,28 @@ class MainWindow(QMainWindow):
         self._pending_select: Path | None = None
         self._thumb_counter = 0
         self._batch_job = 0
+        self._batch_pending: list = []  # rows waiting for the next table/browser update
+        self._results_csv: Path | None = None  # the last batch's results, in a private temp folder
+        self._session_dir = None  # TemporaryDirectory for batch CSVs, removed at shutdown
         self._report = None
         self._started = False
         self._shown_once = False
         self._closing = False
+        self._start_path: str | Path | None = None
+        self.views_built = False
+        self.film_view = None  # FilmView, FindingsPanel, BatchPanel: built in _build_views
+        self.findings = None
+        self.batch = None
+
+        # Worker threads run Python too (decoding, Keras glue). A shorter GIL switch
+        # interval than the default 5 ms lets the GUI thread back in sooner after each
+        # Qt call, which is what keeps the event loop smooth while a batch runs.
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
+        # Batch results reach the table, the browser and the progress bar a few times a
+        # second in chunks, not per film: each Qt update costs the GUI thread the GIL.
+        self._batch_flush = QTimer(self)
+        self._batch_flush.setInterval(250)
+        self._batch_flush.timeout.connect(self._flush_batch_rows)
 
         self._build_widgets()
         self._build_actions()
@@ -112,6 +152,13 @@ class MainWindow(QMainWindow):
         self._restore_settings()
         self.setAcceptDrops(True)
         self.resize(1400, 900)
+        self._import_relay = _ImportRelay(self)
+        self._import_relay.done.connect(self._build_views)
+        threading.Thread(target=_import_view_modules, args=(self._import_relay,), name="cxrviewer-import-views",
+                         daemon=True).start()
+        app = QApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.shutdown)
 
     # ==================================================================================
     # construction
@@ -122,28 +169,24 @@ class MainWindow(QMainWindow):
         self.banner.setObjectName("warningBanner")
         self.banner.setWordWrap(True)
         self.banner.hide()
-        self.film_view = FilmView(s.display, s.overlay)
-        self.film_view.set_message("Open a folder of chest films (File ▸ Open folder…, or drop it here).")
+        self._view_placeholder = self._placeholder("Starting the viewer…")
         central = QWidget()
-        lay = QVBoxLayout(central)
+        self._central_layout = lay = QVBoxLayout(central)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(0)
         lay.addWidget(self.banner)
-        lay.addWidget(self.film_view, 1)
+        lay.addWidget(self._view_placeholder, 1)
         self.setCentralWidget(central)
 
         self.browser = FilmBrowser(s.folder)
-        self.findings = FindingsPanel(s.model)
         self.tags = TagPanel()
         self.log_panel = LogPanel()
-        self.batch = BatchPanel()
-        self.batch.set_model_ready(False)
         self.docks = {}
         for name, title, widget, area in (
             ("browser", "Films", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea),
-            ("findings", "Findings", self.findings, Qt.DockWidgetArea.RightDockWidgetArea),
+            ("findings", "Findings", self._placeholder(""), Qt.DockWidgetArea.RightDockWidgetArea),
             ("tags", "DICOM tags", self.tags, Qt.DockWidgetArea.RightDockWidgetArea),
-            ("batch", "Batch", self.batch, Qt.DockWidgetArea.BottomDockWidgetArea),
+            ("batch", "Batch", self._placeholder(""), Qt.DockWidgetArea.BottomDockWidgetArea),
             ("log", "Log", self.log_panel, Qt.DockWidgetArea.BottomDockWidgetArea),
         ):
             dock = QDockWidget(title, self)
@@ -168,11 +211,54 @@ class MainWindow(QMainWindow):
         self.opacity_slider.setFixedWidth(110)
         self.opacity_slider.setToolTip("Grad-CAM overlay opacity")
         self.colormap_box = QComboBox()
-        self.colormap_box.addItems(list(COLORMAPS))
+        self.colormap_box.addItems(list(OVERLAY_COLORMAPS))
         self.colormap_box.setToolTip("Grad-CAM colour map")
         self.preset_box = QComboBox()
         self.preset_box.setToolTip("Window/level preset")
         self.preset_box.setMinimumWidth(170)
+
+    @staticmethod
+    def _placeholder(text: str) -> QLabel:
+        lab = QLabel(text)
+        lab.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        lab.setObjectName("filmMessage" if text else "")
+        return lab
+
+    def _build_views(self, import_error: str = "") -> None:
+        """Put the pyqtgraph views in place (GUI thread, once their modules are imported)."""
+        if self._closing or self.views_built:
+            return
+        if import_error:
+            self._view_placeholder.setText(f"The image view could not start: {import_error}")
+            log.error("image view could not start: %s", import_error)
+            return
+        from cxrviewer.gui.batch_panel import BatchPanel
+        from cxrviewer.gui.film_view import FilmView
+        from cxrviewer.gui.findings_panel import FindingsPanel
+        from cxrviewer.gui.theme import apply_plot_theme
+
+        apply_plot_theme()
+        s = self.state
+        self.film_view = FilmView(s.display, s.overlay)
+        self.film_view.set_message("Open a folder of chest films (File ▸ Open folder…, or drop it here).")
+        self._central_layout.replaceWidget(self._view_placeholder, self.film_view)
+        self._view_placeholder.deleteLater()
+        self.findings = FindingsPanel(s.model)
+        self.docks["findings"].setWidget(self.findings)
+        self.batch = BatchPanel()
+        self.docks["batch"].setWidget(self.batch)
+        self._connect_views()
+        self.views_built = True
+        self._model_state_changed(s.model.status)
+        self.views_ready.emit()
+        if self._start_path:
+            path, self._start_path = self._start_path, None
+            self.open_path(path)
+
+    def _view(self, method: str, *args):
+        """Call a FilmView method from an action; nothing before the view exists."""
+        if self.film_view is not None:
+            getattr(self.film_view, method)(*args)
 
     def _action(self, text, slot, shortcuts=(), icon_name=None, checkable=False, tip=None) -> QAction:
         a = QAction(text, self)
@@ -200,10 +286,10 @@ class MainWindow(QMainWindow):
         self.act_prev = A("&Previous film", lambda: self.browser.step(-1), ["Up", "K", "PgUp"], "previous")
         self.act_first = A("&First film", self.browser.first, ["Home"])
         self.act_last = A("&Last film", self.browser.last, ["End"])
-        self.act_fit = A("&Fit to window", self.film_view.fit, ["F", "Ctrl+0"], "fit")
-        self.act_one = A("&1:1 pixels", self.film_view.one_to_one, ["1", "Ctrl+1"], "one-to-one")
-        self.act_zoom_in = A("Zoom &in", lambda: self.film_view.zoom(1.25), ["+", "=", "Ctrl++"], "zoom-in")
-        self.act_zoom_out = A("Zoom &out", lambda: self.film_view.zoom(0.8), ["-", "Ctrl+-"], "zoom-out")
+        self.act_fit = A("&Fit to window", lambda: self._view("fit"), ["F", "Ctrl+0"], "fit")
+        self.act_one = A("&1:1 pixels", lambda: self._view("one_to_one"), ["1", "Ctrl+1"], "one-to-one")
+        self.act_zoom_in = A("Zoom &in", lambda: self._view("zoom", 1.25), ["+", "=", "Ctrl++"], "zoom-in")
+        self.act_zoom_out = A("Zoom &out", lambda: self._view("zoom", 0.8), ["-", "Ctrl+-"], "zoom-out")
         self.act_invert = A("&Invert grey scale", self.state.display.set_invert, ["I"], "invert", checkable=True)
         self.act_overlay = A("Grad-CAM &overlay", self._overlay_toggled, ["G"], "overlay", checkable=True,
                              tip="Show where the model looked for the selected finding")
@@ -273,8 +359,6 @@ class MainWindow(QMainWindow):
         s.folder.status_changed.connect(lambda *_: self._update_position())
         s.display.changed.connect(self._sync_preset_box)
         s.model.changed.connect(self._model_state_changed)
-        self.findings.label_clicked.connect(self.select_finding)
-        self.film_view.overlay_rendered.connect(self._overlay_rendered)
         self.opacity_slider.valueChanged.connect(lambda v: s.overlay.set_opacity(v / 100.0))
         self.colormap_box.currentTextChanged.connect(s.overlay.set_colormap)
         self.preset_box.activated.connect(self._preset_box_chosen)
@@ -287,10 +371,13 @@ class MainWindow(QMainWindow):
         w.prediction_failed.connect(self._prediction_failed)
         w.gradcam_ready.connect(self._gradcam_ready)
         w.gradcam_failed.connect(self._gradcam_failed)
-        w.batch_started.connect(self._batch_started)
+        w.batch_progress.connect(self._batch_progress)
         w.batch_rows.connect(self._batch_rows)
         w.batch_finished.connect(self._batch_finished)
 
+    def _connect_views(self) -> None:
+        self.findings.label_clicked.connect(self.select_finding)
+        self.film_view.overlay_rendered.connect(self._overlay_rendered)
         b = self.batch
         b.score_requested.connect(self.start_batch)
         b.cancel_requested.connect(self.inference.cancel_batch)
@@ -303,7 +390,7 @@ class MainWindow(QMainWindow):
         st = self.settings
         o = self.state.overlay
         o.set_opacity(st.overlay_opacity)
-        o.set_colormap(st.overlay_colormap if st.overlay_colormap in COLORMAPS else "inferno")
+        o.set_colormap(st.overlay_colormap if st.overlay_colormap in OVERLAY_COLORMAPS else "inferno")
         o.set_visible(st.overlay_visible)
         self.opacity_slider.setValue(round(o.opacity * 100))
         self.colormap_box.setCurrentText(o.colormap)
@@ -341,17 +428,27 @@ class MainWindow(QMainWindow):
         self._started = True
         if load_model:
             self.load_model(self._model_path or self.settings.model_path, remember=False)
-        if path:
+        if path and not self.views_built:
+            self._start_path = path  # opened by _build_views
+        elif path:
             self.open_path(path)
 
     def closeEvent(self, ev):  # noqa: N802
-        if not self._closing:
-            self._closing = True
-            self._save_settings()
-            self.inference.stop()
-            self.io.shutdown()
-            logging.getLogger("cxrviewer").removeHandler(self._log_handler)
+        self.shutdown()
         super().closeEvent(ev)
+
+    def shutdown(self) -> None:
+        """Save settings and stop the workers (once). Also run when the application quits
+        with the window still open, so no QThread is destroyed while running."""
+        if self._closing:
+            return
+        self._closing = True
+        self._save_settings()
+        self.inference.stop()
+        self.io.shutdown()
+        if self._session_dir is not None:
+            self._session_dir.cleanup()
+        logging.getLogger("cxrviewer").removeHandler(self._log_handler)
 
     # ==================================================================================
     # errors
@@ -389,13 +486,17 @@ class MainWindow(QMainWindow):
             self.report_error(f"{p.name}: no such file or folder")
 
     def open_folder(self, folder: str | Path, select: Path | None = None) -> None:
-        folder = Path(folder).expanduser().absolute()
+        if not self.views_built:
+            self._start_path = Path(select) if select else Path(folder)
+            return
+        # Resolved, as the batch engine resolves it, so its rows find their browser entries.
+        folder = Path(folder).expanduser().resolve()
         if not folder.is_dir():
             self.report_error(f"{folder.name}: not a folder")
             return
         self._folder_token += 1
         token = self._folder_token
-        self._pending_select = Path(select).absolute() if select else None
+        self._pending_select = Path(select).expanduser().resolve() if select else None
         self.state.folder.open(folder)
         self.state.film.select(None)
         self.inference.set_current(None, self.state.film.generation)
@@ -490,6 +591,8 @@ class MainWindow(QMainWindow):
         )
 
     def _clear_film_panels(self, message: str) -> None:
+        if not self.views_built:
+            return
         self.film_view.clear(message)
         self.findings.clear("")
         self.findings._model_changed()
@@ -681,7 +784,8 @@ class MainWindow(QMainWindow):
         elif m.status == m.UNAVAILABLE:
             self.model_status.setText("Model: not available")
         self.act_model_card.setEnabled(m.ready)
-        self.batch.set_model_ready(m.ready)
+        if self.batch is not None:
+            self.batch.set_model_ready(m.ready)
 
     def _model_ready(self, info) -> None:
         self.state.model.set_ready(info)
@@ -707,7 +811,7 @@ class MainWindow(QMainWindow):
 
     def _request_prediction(self) -> None:
         fs = self.state.film
-        if fs.film is None or not self.state.model.ready:
+        if fs.film is None or not self.state.model.ready or not self.views_built:
             return
         cached = self.predictions.get((fs.path, self._identity()))
         if cached is not None:
@@ -744,6 +848,8 @@ class MainWindow(QMainWindow):
 
     def select_finding(self, label: str) -> None:
         """A bar was clicked: show that finding's Grad-CAM, on this film and the next ones."""
+        if self.findings is None:
+            return
         self._sticky_label = label
         self.state.overlay.set_label(label)
         self.findings.select(label)
@@ -757,6 +863,8 @@ class MainWindow(QMainWindow):
             self._request_overlay()
 
     def _request_overlay(self) -> None:
+        if self.film_view is None:
+            return
         fs = self.state.film
         label = self.state.overlay.label
         if fs.film is None or fs.prediction is None or not label or not self.state.model.ready:
@@ -770,8 +878,7 @@ class MainWindow(QMainWindow):
         if self.state.overlay.visible:
             self.inference.request_gradcam(fs.film, fs.generation, label)
 
-    def _gradcam_ready(self, path, gen: int, label: str, heat) -> None:
-        heat8 = (np.clip(np.asarray(heat, np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    def _gradcam_ready(self, path, gen: int, label: str, heat8) -> None:
         self.gradcams.put((Path(path), self._identity(), label), heat8)
         fs = self.state.film
         if not fs.is_current(path, gen):
@@ -817,6 +924,8 @@ class MainWindow(QMainWindow):
     # batch
     # ==================================================================================
     def start_batch(self) -> None:
+        if self.batch is None:
+            return
         folder = self.state.folder.folder
         if folder is None:
             self.report_error("open a folder before scoring it")
@@ -829,25 +938,43 @@ class MainWindow(QMainWindow):
         self._batch_job += 1
         info = self.state.model.info
         self._report = None
-        self.batch.begin(self._batch_job, folder, info.labels, info.name, info.checksum)
+        self._results_csv = None
+        if self._session_dir is None:
+            import tempfile
+
+            # Private (0700) and removed at exit: results are written as they come, so a
+            # crash loses nothing the reader exported, and no file lands in their folder.
+            self._session_dir = tempfile.TemporaryDirectory(prefix="cxrviewer-session-")
+        out_csv = Path(self._session_dir.name) / f"batch-{self._batch_job}.csv"
+        self.batch.begin(self._batch_job, folder, info.labels, info.name)
         self.docks["batch"].show()
         self.docks["batch"].raise_()
         log.info("scoring %s with %s", folder, info.identity)
-        self.inference.start_batch(self._batch_job, folder, batch_size=4)
+        self.inference.start_batch(self._batch_job, folder, out_csv, batch_size=4)
 
-    def _batch_started(self, job: int, total: int) -> None:
+    def _batch_progress(self, job: int, done: int, total: int) -> None:
         if job == self._batch_job:
-            self.batch.set_total(total)
+            self.batch.set_progress(done, total)
 
     def _batch_rows(self, job: int, rows) -> None:
         if job != self._batch_job:
+            return
+        self._batch_pending.extend(rows)
+        if not self._batch_flush.isActive():
+            self._batch_flush.start()
+
+    def _flush_batch_rows(self) -> None:
+        rows, self._batch_pending = self._batch_pending, []
+        if not rows:
+            self._batch_flush.stop()
             return
         self.batch.add_rows(rows)
         identity = self._identity()
         for r in rows:
             kind = r.kind
             if kind == "error":
-                self.state.folder.set_status(r.path, ERROR, r.status[len("error: "):])
+                reason = r.status[len("error: "):]
+                self.state.folder.set_status(r.path, ERROR, f"{r.path.name}: {reason}")
                 log.warning("%s: %s", r.rel, r.status)
                 continue
             warnings = [r.status[len("warning: "):]] if kind == "warning" else []
@@ -860,6 +987,9 @@ class MainWindow(QMainWindow):
     def _batch_finished(self, job: int, summary) -> None:
         if job != self._batch_job:
             return
+        self._flush_batch_rows()
+        self._batch_flush.stop()
+        self._results_csv = summary.results_csv
         self.batch.finish(summary)
         if summary.error:
             self.report_error(f"batch failed: {summary.error}")
@@ -877,12 +1007,13 @@ class MainWindow(QMainWindow):
             self.export_results(target)
 
     def export_results(self, target: str | Path) -> None:
-        labels, rows = self.batch.result_fields()
-        if not rows:
+        if self.batch is None:
+            return
+        if self._results_csv is None or not self._results_csv.is_file():
             self.report_error("no results to export yet")
             return
         self.io.submit(
-            jobs.export_results, Path(target), labels, rows,
+            jobs.export_results, self._results_csv, Path(target),
             on_result=self._exported, on_error=lambda r: self.report_error(f"export failed: {r}"),
             priority=IOPool.PRIORITY_TASK,
         )
@@ -899,20 +1030,21 @@ class MainWindow(QMainWindow):
             self.compute_roc(path)
 
     def compute_roc(self, labels_csv: str | Path, n_bootstrap: int = 1000) -> None:
-        labels, rows = self.batch.result_fields()
-        if not rows:
+        if self.batch is None:
+            return
+        if self._results_csv is None or not self._results_csv.is_file():
             self.report_error("score a folder before computing ROC curves")
             return
         info = self.state.model.info
         thresholds = None
         note = ""
         if info is not None and info.name == self.batch.model_name:
-            thresholds = {k: v for k, v in info.thresholds.items() if k in labels}
+            thresholds = {k: v for k, v in info.thresholds.items() if k in self.batch.model.labels}
             note = f"Thresholds from the model card of {info.name} ({info.card.threshold_rule})."
         self.batch.roc.clear("Computing ROC curves and bootstrap intervals…")
         self.batch.tabs.setCurrentWidget(self.batch.roc)
         self.io.submit(
-            jobs.evaluate_rows, labels, rows, Path(labels_csv), thresholds, note, n_bootstrap,
+            jobs.evaluate_csv, self._results_csv, Path(labels_csv), thresholds, note, n_bootstrap,
             on_result=self._roc_ready,
             on_error=lambda r: (self.batch.roc.clear(f"Cannot compute ROC: {r}"), self.report_error(f"ROC: {r}")),
             priority=IOPool.PRIORITY_TASK,
@@ -921,6 +1053,10 @@ class MainWindow(QMainWindow):
     def _roc_ready(self, report) -> None:
         self._report = report
         self.batch.roc.show_report(report)
+        # ROC curves need room: give the batch panel half the window while they are read.
+        if not self.docks["batch"].isFloating():
+            self.docks["batch"].raise_()
+            self.resizeDocks([self.docks["batch"]], [int(self.height() * 0.55)], Qt.Orientation.Vertical)
         self.batch.report_button.setEnabled(True)
         self.roc_shown.emit(report)
 

@@ -11,8 +11,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from cxrviewer.resources import resources_dir
 
 # The film as the loader rendered it (its first DICOM window or VOI LUT, or the raster
@@ -75,12 +73,14 @@ def film_inverts(meta) -> bool:
     return bool(inv) if inv is not None else white_is_low(meta.photometric)
 
 
-def density_window(raw: np.ndarray, low: float, high: float, photometric: str | None) -> tuple[float, float]:
+def density_window(raw, low: float, high: float, photometric: str | None) -> tuple[float, float]:
     """DICOM (centre, width) in raw units mapping the given density percentiles to black..white.
 
     Density rank is the raw value for MONOCHROME2 and raster films and its negative for
     MONOCHROME1, so 'lung' picks the same anatomy whichever way the file stores grey.
     """
+    import numpy as np
+
     sample = np.asarray(raw)[::_SAMPLE_STEP, ::_SAMPLE_STEP]
     sample = sample[np.isfinite(sample)] if sample.dtype.kind == "f" else sample.ravel()
     if sample.size == 0:
@@ -94,7 +94,7 @@ def density_window(raw: np.ndarray, low: float, high: float, photometric: str | 
     return window_for_range(float(lo), float(hi))
 
 
-def resolve(defn: PresetDef, raw: np.ndarray, photometric: str | None, units: str) -> tuple[float, float]:
+def resolve(defn: PresetDef, raw, photometric: str | None, units: str) -> tuple[float, float]:
     """(centre, width) of a preset for one film."""
     if defn.hu is not None and (units or "").upper() == "HU":
         return defn.hu
@@ -102,8 +102,10 @@ def resolve(defn: PresetDef, raw: np.ndarray, photometric: str | None, units: st
     return density_window(raw, low, high, photometric)
 
 
-def full_range(raw: np.ndarray) -> tuple[float, float]:
+def full_range(raw) -> tuple[float, float]:
     """(centre, width) covering every value of the film; the start of a drag from 'as loaded'."""
+    import numpy as np
+
     from cxrviewer.io.window import window_for_range
 
     sample = np.asarray(raw)[::_SAMPLE_STEP, ::_SAMPLE_STEP]

@@ -58,14 +58,18 @@ class RocPanel(QWidget):
         self.choose.currentTextChanged.connect(self._focus)
         self.plot = pg.PlotWidget()
         self.plot.setMenuEnabled(False)
-        self.plot.setAspectLocked(True)
-        self.plot.setXRange(0, 1, padding=0.02)
-        self.plot.setYRange(0, 1, padding=0.02)
+        self.plot.setMouseEnabled(x=False, y=False)
+        self.plot.hideButtons()
+        self.plot.setMinimumSize(260, 220)
         pi = self.plot.getPlotItem()
+        pi.setXRange(0, 1, padding=0.02)
+        pi.setYRange(0, 1, padding=0.02)
+        pi.getViewBox().setLimits(xMin=-0.02, xMax=1.02, yMin=-0.02, yMax=1.02)
         pi.setLabel("bottom", "1 − specificity (false positive rate)")
         pi.setLabel("left", "sensitivity (true positive rate)")
         pi.showGrid(x=True, y=True, alpha=0.12)
-        self.legend = pi.addLegend(offset=(-10, 10), labelTextSize="8pt")
+        self.legend = pi.addLegend(offset=(-6, -6), labelTextSize="8pt", verSpacing=-8, colCount=2)
+        self.legend.setBrush(pg.mkBrush(16, 19, 22, 200))
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().hide()
@@ -102,7 +106,10 @@ class RocPanel(QWidget):
 
     def clear(self, message: str = "") -> None:
         self.report = None
-        self.plot.getPlotItem().clear()
+        pi = self.plot.getPlotItem()
+        pi.clear()
+        pi.setXRange(0, 1, padding=0.02)
+        pi.setYRange(0, 1, padding=0.02)
         self.legend.clear()
         self.curves.clear()
         self.points.clear()
@@ -146,6 +153,7 @@ class RocPanel(QWidget):
         if not_est:
             notes.append("Not estimable (no positive or no negative case): " + ", ".join(not_est))
         self.notes.setText("\n".join(notes))
+        self.notes.setToolTip("\n".join(notes))
         mean = report.mean_auroc
         self.title.setText(title or (f"{report.n_cases} films · mean AUROC {mean:.3f}" if mean is not None
                                      else f"{report.n_cases} films · no class estimable"))

@@ -23,6 +23,9 @@ WARNING = "warning"
 ERROR = "error"
 STATUSES = (NOT_SCORED, SCORED, WARNING, ERROR)
 
+# Grad-CAM colour maps offered (pyqtgraph names): perceptually ordered, readable on grey.
+OVERLAY_COLORMAPS = ("inferno", "viridis", "turbo", "plasma", "CET-L3")
+
 
 @dataclass
 class FilmEntry:

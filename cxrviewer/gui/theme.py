@@ -32,9 +32,7 @@ def stylesheet(name: str = "dark") -> str:
 
 
 def apply_theme(app: QApplication, name: str = "dark") -> None:
-    """Fusion style + dark palette + the sheet; pyqtgraph colours to match."""
-    import pyqtgraph as pg
-
+    """Fusion style + dark palette + the sheet (pyqtgraph's colours: ``apply_plot_theme``)."""
     app.setStyle("Fusion")
     pal = QPalette()
     colours = {
@@ -58,7 +56,14 @@ def apply_theme(app: QApplication, name: str = "dark") -> None:
     pal.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.ButtonText, QColor("#5d6873"))
     app.setPalette(pal)
     app.setStyleSheet(stylesheet(name))
-    pg.setConfigOptions(background="#101316", foreground="#aab6c1", antialias=True)
     ic = icon("app")
     if not ic.isNull():
         app.setWindowIcon(ic)
+
+
+def apply_plot_theme() -> None:
+    """pyqtgraph's default colours for the theme. Separate from ``apply_theme`` because
+    pyqtgraph is imported in the background after the window shows (it takes ~1 s)."""
+    import pyqtgraph as pg
+
+    pg.setConfigOptions(background="#101316", foreground="#aab6c1", antialias=True)

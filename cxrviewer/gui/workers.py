@@ -7,15 +7,16 @@
   there (never on the GUI thread) and model calls are serialised. Interactive requests
   carry the film path and generation they were made for; a newer request replaces an
   older one still waiting, and requests for a film no longer shown are dropped before
-  they run. A batch over a folder runs here in short steps, so a reader's film still
-  gets its probabilities between batch steps.
+  they run. A batch over a folder runs here too, through the command line's engine
+  (``cxrviewer.batch.score_folder``); the reader's requests are served between its films.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import queue
+import os
+import sys
 import threading
 import time
 import traceback
@@ -180,17 +181,23 @@ class IOPool(QObject):
 
 @dataclass
 class BatchRow:
-    """One scored (or failed) film of a batch, as the results table and CSV need it."""
+    """One scored (or failed) film of a batch, as the results table shows it."""
 
     path: Path
     rel: str
-    status: str  # "ok", "warning: <text>" or "error: <text>"
+    status: str  # "ok", "warning: <text>" or "error: <text>", as in the results CSV
     probabilities: dict[str, float] | None
     calls: list[str] = field(default_factory=list)
 
     @property
     def kind(self) -> str:
         return self.status.split(":", 1)[0]
+
+    @classmethod
+    def from_scored(cls, row) -> "BatchRow":
+        """From ``cxrviewer.batch.ScoredRow`` (what ``score_folder`` reports per film)."""
+        return cls(Path(row.path), row.relpath, row.status,
+                   dict(row.probabilities) if row.probabilities is not None else None, list(row.calls))
 
 
 @dataclass
@@ -201,6 +208,7 @@ class BatchSummary:
     failed: int
     cancelled: bool
     seconds: float
+    results_csv: Path | None = None  # the run's results CSV (written by cxrviewer.batch)
     model_name: str = ""
     model_sha256: str = ""
     labels: list[str] = field(default_factory=list)
@@ -211,47 +219,9 @@ class BatchSummary:
 class _BatchRun:
     job_id: int
     folder: Path
+    out_csv: Path
     batch_size: int
-    started: float = field(default_factory=time.perf_counter)
-    paths: list[Path] | None = None
-    next_index: int = 0
-    in_flight: int = 0
-    ready: queue.Queue = field(default_factory=queue.Queue)
-    done: int = 0
-    failed: int = 0
     cancel: threading.Event = field(default_factory=threading.Event)
-
-
-class _DecodeForBatch(QRunnable):
-    """Decode + prepare one film on the I/O pool and hand it to the batch's queue."""
-
-    def __init__(self, run: _BatchRun, path: Path, predictor):
-        super().__init__()
-        self.setAutoDelete(True)
-        self._run, self._path, self._predictor = run, path, predictor
-
-    def run(self) -> None:
-        item = (self._path, None, None, "")
-        if not self._run.cancel.is_set():
-            try:
-                from cxrviewer.io import load_film
-
-                film = load_film(self._path)
-                x = self._predictor.prepare(film)
-                item = (self._path, film, x, "")
-            except Exception as exc:
-                item = (self._path, None, None, describe_error(exc))
-        self._run.ready.put(item)
-
-
-def status_for(prediction, error: str = "") -> str:
-    """The results-CSV status text of one film."""
-    if error:
-        return "error: " + error
-    warnings = list(getattr(prediction, "warnings", []) or [])
-    if warnings:
-        return "warning: " + "; ".join(" ".join(w.split()) for w in warnings)
-    return "ok"
 
 
 class InferenceWorker(QThread):
@@ -262,13 +232,17 @@ class InferenceWorker(QThread):
     model_failed = Signal(str)  # one-line reason, says how to get a model
     prediction_ready = Signal(object, int, object)  # path, generation, Prediction
     prediction_failed = Signal(object, int, str)
-    gradcam_ready = Signal(object, int, str, object)  # path, generation, label, float32 map
+    gradcam_ready = Signal(object, int, str, object)  # path, generation, label, uint8 map (film shape)
     gradcam_failed = Signal(object, int, str, str)  # path, generation, label, reason
-    batch_started = Signal(int, int)  # job id, number of films
+    batch_progress = Signal(int, int, int)  # job id, films done, total (-1 while counting)
     batch_rows = Signal(int, object)  # job id, list[BatchRow]
     batch_finished = Signal(int, object)  # job id, BatchSummary
 
     _NO_REQUEST = object()
+    # Scheduling niceness added to this thread. Threads it starts inherit it (TensorFlow's
+    # compute pools, the batch's decode threads), so when the CPU is short the GUI thread
+    # runs first and the window stays responsive while a batch runs.
+    NICE = 5
 
     def __init__(self, io_pool: IOPool | None = None, parent=None):
         super().__init__(parent)
@@ -281,10 +255,13 @@ class InferenceWorker(QThread):
         self._gradcams: dict[str, tuple] = {}  # label -> (path, generation, film, label)
         self._current: tuple[Path | None, int] = (None, -1)
         self._batch: _BatchRun | None = None
+        self._batch_started = False
         self._predictor = None
-        # For tests and the benchmark: the thread that imported TensorFlow and when.
+        # For tests and the benchmark: the thread that loaded the model, how long it took,
+        # and how many requests of each kind actually ran (collapsed ones never do).
         self.model_thread_ident: int | None = None
         self.model_load_seconds: float | None = None
+        self.served = {"prediction": 0, "gradcam": 0, "batch_films": 0}
 
     # ---- GUI-thread API ------------------------------------------------------------
     def request_model(self, path: str | Path | None) -> None:
@@ -314,11 +291,13 @@ class InferenceWorker(QThread):
             self._gradcams[label] = (Path(film.path), generation, film, label)
             self._cond.notify()
 
-    def start_batch(self, job_id: int, folder: Path, batch_size: int = 4) -> None:
+    def start_batch(self, job_id: int, folder: Path, out_csv: Path, batch_size: int = 4) -> None:
+        """Score ``folder`` into ``out_csv`` with ``cxrviewer.batch.score_folder``."""
         with self._cond:
             if self._batch is not None:
                 self._batch.cancel.set()
-            self._batch = _BatchRun(job_id, Path(folder), max(1, batch_size))
+            self._batch = _BatchRun(job_id, Path(folder), Path(out_csv), max(1, batch_size))
+            self._batch_started = False
             self._cond.notify()
 
     def cancel_batch(self) -> None:
@@ -347,10 +326,12 @@ class InferenceWorker(QThread):
             self._model_request is not self._NO_REQUEST
             or self._prediction is not None
             or bool(self._gradcams)
-            or self._batch is not None
+            or (self._batch is not None and not self._batch_started)
         )
 
     def run(self) -> None:
+        threading.current_thread().name = "cxrviewer-inference"  # readable in logs and tracebacks
+        lower_thread_priority(self.NICE)
         while True:
             with self._cond:
                 while not self._stopping and not self._has_work():
@@ -369,6 +350,15 @@ class InferenceWorker(QThread):
         if self._model_request is not self._NO_REQUEST:
             path, self._model_request = self._model_request, self._NO_REQUEST
             return lambda: self._load_model(path)
+        interactive = self._take_interactive()
+        if interactive is not None:
+            return interactive
+        run = self._batch
+        self._batch_started = True
+        return lambda: self._run_batch(run)
+
+    def _take_interactive(self) -> Callable[[], None] | None:
+        """The reader's waiting request, if any (called under the lock)."""
         if self._prediction is not None:
             req, self._prediction = self._prediction, None
             return lambda: self._predict(*req)
@@ -376,8 +366,21 @@ class InferenceWorker(QThread):
             label = next(iter(self._gradcams))
             req = self._gradcams.pop(label)
             return lambda: self._gradcam(*req)
-        run = self._batch
-        return lambda: self._batch_step(run)
+        return None
+
+    def _serve_interactive(self) -> None:
+        """Run the reader's waiting requests now (from inside a batch, between films)."""
+        while True:
+            with self._cond:
+                if self._stopping:
+                    return
+                task = self._take_interactive()
+            if task is None:
+                return
+            try:
+                task()
+            except Exception:
+                log.error("inference worker error:\n%s", traceback.format_exc())
 
     def _is_current(self, path: Path, generation: int) -> bool:
         with self._cond:
@@ -391,6 +394,11 @@ class InferenceWorker(QThread):
             from cxrviewer.model import load_model  # imports TensorFlow, here only
 
             predictor = load_model(path)
+            # Trace the model (and Grad-CAM) now, while the window says "loading model",
+            # rather than on the first film the reader opens.
+            warm_up = getattr(predictor, "warm_up", None)
+            if warm_up is not None:
+                warm_up()
         except Exception as exc:
             reason = describe_error(exc)
             if not _is_model_load_error(exc):
@@ -420,6 +428,7 @@ class InferenceWorker(QThread):
         if self._predictor is None:
             self.prediction_failed.emit(path, generation, "no model loaded")
             return
+        self.served["prediction"] += 1
         try:
             prediction = self._predictor.predict([film], batch_size=1)[0]
         except Exception as exc:
@@ -431,113 +440,101 @@ class InferenceWorker(QThread):
     def _gradcam(self, path: Path, generation: int, film, label: str) -> None:
         if not self._is_current(path, generation) or self._predictor is None:
             return
+        self.served["gradcam"] += 1
         try:
+            import numpy as np
+
             heat = self._predictor.gradcam(film, label)
+            # Quantised here, off the GUI thread: 8 bits is what the overlay draws, and a
+            # quarter of the memory in the GUI's cache.
+            heat8 = (np.clip(np.asarray(heat, np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
         except Exception as exc:
             log.debug("Grad-CAM failed:\n%s", traceback.format_exc())
             self.gradcam_failed.emit(path, generation, label, describe_error(exc))
             return
-        self.gradcam_ready.emit(path, generation, label, heat)
+        self.gradcam_ready.emit(path, generation, label, heat8)
 
     # ---- batch ---------------------------------------------------------------------
-    def _batch_step(self, run: _BatchRun) -> None:
-        """A bounded slice of batch work, so interactive requests wait at most one step."""
+    # Rows reach the GUI at most this often: each emit costs the GUI thread a little, and
+    # a table that redraws per film makes the event loop stutter on fast models.
+    ROW_INTERVAL_S = 0.2
+
+    def _run_batch(self, run: _BatchRun) -> None:
+        """The whole folder through ``cxrviewer.batch.score_folder`` (the CLI's engine),
+        serving the reader's requests between films so the film on screen never waits
+        for the batch."""
         predictor = self._predictor
-        if run.paths is None:
-            if predictor is None:
-                self._end_batch(run, error="no model loaded")
-                return
+        t0 = time.perf_counter()
+        pending: list[BatchRow] = []
+        last = [time.monotonic(), -2]  # last rows emit, last total reported
+        failed = [0]
+
+        def flush():
+            if pending:
+                self.batch_rows.emit(run.job_id, list(pending))
+                pending.clear()
+
+        def progress(p) -> None:
+            if p.row is not None:
+                pending.append(BatchRow.from_scored(p.row))
+                failed[0] += int(p.row.is_error)
+                self.served["batch_films"] += 1
+            total = -1 if p.total is None else int(p.total)
+            now = time.monotonic()
+            if now - last[0] >= self.ROW_INTERVAL_S or total != last[1]:
+                flush()
+                self.batch_progress.emit(run.job_id, int(p.done), total)
+                last[0], last[1] = now, total
+            self._serve_interactive()
+            if self._stopping:
+                run.cancel.set()
+
+        error, summary = "", None
+        if predictor is None:
+            error = "no model loaded"
+        else:
             try:
-                from cxrviewer.io import list_films
+                from cxrviewer.batch import ScoreError, score_folder
 
-                run.paths = list(list_films(run.folder))
-            except Exception as exc:
-                self._end_batch(run, error=describe_error(exc))
-                return
-            self.batch_started.emit(run.job_id, len(run.paths))
-        if run.cancel.is_set() or self._stopping:
-            self._end_batch(run)
-            return
-        # Keep a small window of decodes in flight: the model never waits on the disk, and
-        # memory stays bounded whatever the folder size.
-        window = run.batch_size + 2
-        while run.in_flight < window and run.next_index < len(run.paths):
-            task = _DecodeForBatch(run, run.paths[run.next_index], predictor)
-            run.next_index += 1
-            run.in_flight += 1
-            if self._io_pool is not None:
-                self._io_pool.pool.start(task, IOPool.PRIORITY_BATCH)
-            else:
-                task.run()
-        if run.in_flight == 0:
-            self._end_batch(run)
-            return
-        items = []
-        try:
-            items.append(run.ready.get(timeout=0.1))
-        except queue.Empty:
-            return
-        while len(items) < run.batch_size:
-            try:
-                items.append(run.ready.get_nowait())
-            except queue.Empty:
-                break
-        run.in_flight -= len(items)
-        self._score_items(run, predictor, items)
-
-    def _score_items(self, run: _BatchRun, predictor, items) -> None:
-        import numpy as np
-
-        rows: list[BatchRow] = []
-        good = [(p, f, x) for p, f, x, err in items if not err]
-        preds = {}
-        if good:
-            try:
-                out = predictor.predict_arrays(np.stack([x for _, _, x in good]))
-                for (p, f, _), row in zip(good, out):
-                    preds[p] = predictor.to_prediction(f, row)
-            except Exception as exc:
-                reason = describe_error(exc)
-                for p, _, _ in good:
-                    preds[p] = reason
-        for p, _, _, err in items:
-            result = preds.get(p, err)
-            rel = _relative(p, run.folder)
-            if isinstance(result, str):
-                rows.append(BatchRow(p, rel, status_for(None, result), None))
-                run.failed += 1
-            else:
-                rows.append(
-                    BatchRow(p, rel, status_for(result), dict(result.probabilities), list(result.calls))
-                )
-        run.done += len(rows)
-        self.batch_rows.emit(run.job_id, rows)
-
-    def _end_batch(self, run: _BatchRun, error: str = "") -> None:
+                try:
+                    summary = score_folder(run.folder, run.out_csv, predictor, batch_size=run.batch_size,
+                                           workers=2, progress=progress, stop_event=run.cancel)
+                except ScoreError as exc:
+                    error = describe_error(exc)
+            except Exception as exc:  # the engine failing must not take the viewer with it
+                log.debug("batch failed:\n%s", traceback.format_exc())
+                error = describe_error(exc)
+        flush()
         with self._cond:
             if self._batch is run:
                 self._batch = None
-        p = self._predictor
-        summary = BatchSummary(
+                self._batch_started = False
+        done = summary.done if summary else 0
+        result = BatchSummary(
             job_id=run.job_id,
-            total=len(run.paths or []),
-            done=run.done,
-            failed=run.failed,
-            cancelled=run.cancel.is_set(),
-            seconds=time.perf_counter() - run.started,
-            model_name=getattr(p, "name", "") if p else "",
-            model_sha256=getattr(p, "checksum", "") if p else "",
-            labels=list(getattr(p, "labels", []) or []) if p else [],
+            total=done + (summary.skipped if summary else 0),
+            done=done,
+            failed=summary.errors if summary else failed[0],
+            cancelled=bool(summary.stopped) if summary else run.cancel.is_set(),
+            seconds=time.perf_counter() - t0,
+            results_csv=run.out_csv if summary else None,
+            model_name=getattr(predictor, "name", "") if predictor else "",
+            model_sha256=getattr(predictor, "checksum", "") if predictor else "",
+            labels=list(getattr(predictor, "labels", []) or []) if predictor else [],
             error=error,
         )
-        self.batch_finished.emit(run.job_id, summary)
+        self.batch_finished.emit(run.job_id, result)
 
 
-def _relative(path: Path, folder: Path) -> str:
+def lower_thread_priority(increment: int) -> None:
+    """Raise the calling thread's nice value (Linux: per thread; elsewhere: no-op)."""
+    if increment <= 0 or not hasattr(os, "setpriority") or not sys.platform.startswith("linux"):
+        return
     try:
-        return Path(path).relative_to(folder).as_posix()
-    except ValueError:
-        return Path(path).name
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment))
+    except OSError:  # not permitted in some sandboxes: only responsiveness is at stake
+        pass
 
 
 def _is_model_load_error(exc: BaseException) -> bool:

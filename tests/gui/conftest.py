@@ -75,6 +75,8 @@ def make_window(qtbot, themed_app, settings):
         qtbot.waitExposed(win)
         win.start(path, load_model=load_model)
         made.append(win)
+        # The pyqtgraph views are put in place just after the window shows.
+        qtbot.waitUntil(lambda: win.views_built, timeout=30_000)
         return win
 
     yield make
