@@ -42,6 +42,7 @@ fi
 config=$(mktemp -d)  # the viewer's settings go here, not into the CI user's home
 trap 'rm -rf "$config"' EXIT
 rc=0
+launched=$(date +%s.%N)
 smoke=$(QT_QPA_PLATFORM=offscreen XDG_CONFIG_HOME="$config" timeout 300 "$app" --smoke-test "${model_args[@]}" 2>&1) || rc=$?
 if (( rc != 0 )); then
   echo "$smoke"; echo "frozen build: smoke test FAILED (exit $rc)"; exit 1
@@ -50,5 +51,6 @@ echo "$smoke" | grep -v '^CXRVIEWER_WINDOW_SHOWN' || true
 if ! grep -q '^CXRVIEWER_WINDOW_SHOWN' <<<"$smoke"; then
   echo "frozen build: smoke test FAILED: the window never reported that it was shown"; exit 1
 fi
-echo "frozen build: smoke test passed (window shown offscreen, app quit)"
+shown=$(grep '^CXRVIEWER_WINDOW_SHOWN' <<<"$smoke" | head -n 1 | cut -d' ' -f2)
+echo "frozen build: smoke test passed (window shown offscreen $(awk -v a="$launched" -v b="$shown" 'BEGIN { printf "%.2f", b - a }') s after launch, app quit)"
 echo "frozen build: all checks passed in $((SECONDS - start)) s"

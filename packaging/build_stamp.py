@@ -15,6 +15,7 @@ import json
 import platform
 import subprocess
 import sys
+import sysconfig
 import time
 from importlib import metadata
 from pathlib import Path
@@ -43,7 +44,10 @@ def inputs_sha256(root: Path = ROOT) -> str:
         with open(path, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
-    dists = sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions())
+    # The environment's site-packages, not sys.path: PyInstaller adds setuptools' vendored
+    # packages to sys.path during a build, which would change the list mid-build.
+    site = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    dists = sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions(path=site))
     h.update("\n".join([sys.version, *dists]).encode())
     return h.hexdigest()
 
@@ -59,8 +63,9 @@ def _git_commit(root: Path) -> str:
         return "unknown"
 
 
-def write_build_info(app_dir: Path, version: str, root: Path = ROOT) -> Path:
-    """Write ``app_dir/build-info.json``: version, commit, date, Python, inputs hash."""
+def write_build_info(app_dir: Path, version: str, root: Path = ROOT, inputs: str | None = None) -> Path:
+    """Write ``app_dir/build-info.json``: version, commit, date, Python, inputs hash
+    (``inputs``: the hash taken when the build started; computed now if not given)."""
     info = {
         "name": "cxrviewer",
         "version": version,
@@ -68,7 +73,7 @@ def write_build_info(app_dir: Path, version: str, root: Path = ROOT) -> Path:
         "built_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "inputs_sha256": inputs_sha256(root),
+        "inputs_sha256": inputs or inputs_sha256(root),
     }
     path = Path(app_dir) / INFO_NAME
     path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")

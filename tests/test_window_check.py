@@ -114,6 +114,18 @@ def test_no_display_is_named(tmp_path):
 
 
 @linux_only
+def test_unreachable_x_display_is_named(tmp_path):
+    if pc.probe_libraries(["libxcb.so.1"]):
+        pytest.skip("libxcb is not installed here")
+    plugins = fake_plugins(tmp_path)
+    ldd = fake_ldd(tmp_path, "\tlibc.so.6 => /lib/libc.so.6 (0x1)\n")
+    # a display number no X server listens on (its socket does not exist)
+    display = next(f":{n}" for n in range(97, 200) if not Path(f"/tmp/.X11-unix/X{n}").exists())
+    problems = pc.window_problems({"DISPLAY": display}, plugins=plugins, ldd=ldd)
+    assert len(problems) == 1 and f"no X display at DISPLAY='{display}'" in problems[0]
+
+
+@linux_only
 def test_unknown_platform_lists_what_is_installed(tmp_path):
     plugins = fake_plugins(tmp_path)
     problems = pc.window_problems({"QT_QPA_PLATFORM": "eglfs"}, plugins=plugins, ldd="/bin/true")
