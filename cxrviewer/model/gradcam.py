@@ -40,21 +40,62 @@ def to_film(cam: np.ndarray, film_shape: tuple[int, int], crop: str) -> np.ndarr
     return out
 
 
-def _split_head(model):
-    """(pre-activation tensor, how to get scores and probabilities from it).
+def _head_kind(last) -> str:
+    """How scores and probabilities follow from the output layer's input.
 
-    Dense(sigmoid|softmax) output: the Dense's input, scores recomputed from its kernel, so
-    probabilities equal the model's. Activation output: its input is the logits. Anything
-    else: the output itself is differentiated (Grad-CAM of probabilities).
+    Dense(sigmoid|softmax) output: scores are recomputed from its kernel, so probabilities
+    equal the model's. Activation output: its input is the logits. Anything else: the
+    output itself is differentiated (Grad-CAM of probabilities).
     """
     from keras import layers
 
-    last = model.layers[-1]
     if isinstance(last, layers.Dense):
-        return last.input, "dense", last
+        return "dense"
     if isinstance(last, layers.Activation):
-        return last.input, "activation", last
-    return model.outputs[0], "identity", last
+        return "activation"
+    return "identity"
+
+
+def _graph_tensors(model, layer_name: str):
+    """(inputs, target-layer output, output layer's input) as tensors of one graph.
+
+    A Sequential model's layers also carry nodes from its internal graph, so their
+    ``.output`` may belong to another graph than ``model.inputs``; it is re-applied to a
+    fresh input (same layers, same weights) and the tensors are picked up on the way.
+    """
+    import keras
+
+    last = model.layers[-1]
+    kind = _head_kind(last)
+    if isinstance(model, keras.Sequential):
+        inp = keras.Input(shape=tuple(model.inputs[0].shape[1:]))
+        t, target, head = inp, None, None
+        for layer in model.layers:
+            if layer is last:
+                head = t
+            t = layer(t)
+            if layer.name == layer_name:
+                target = t
+        if target is None:
+            raise ValueError(f"Grad-CAM layer '{layer_name}' is not in the model")
+        return [inp], target, (head if kind != "identity" else t), kind, last
+    try:
+        target = model.get_layer(layer_name).output
+    except ValueError:
+        raise ValueError(f"Grad-CAM layer '{layer_name}' is not in the model") from None
+    head = last.input if kind != "identity" else model.outputs[0]
+    return model.inputs, target, head, kind, last
+
+
+def _head_is_connected(head_model, target_shape) -> bool:
+    """Does the head really read the target tensor (cheap eager check on zeros)?"""
+    import tensorflow as tf
+
+    acts = tf.zeros([1, *[int(d) for d in target_shape[1:]]])
+    with tf.GradientTape() as tape:
+        tape.watch(acts)
+        out = tf.reduce_sum(tf.cast(head_model(acts, training=False), tf.float32))
+    return tape.gradient(out, acts) is not None
 
 
 class GradCamEngine:
@@ -67,21 +108,19 @@ class GradCamEngine:
         import keras
         import tensorflow as tf
 
-        try:
-            target = model.get_layer(layer_name)
-        except ValueError:
-            raise ValueError(f"Grad-CAM layer '{layer_name}' is not in the model") from None
-        head_input, kind, last = _split_head(model)
+        inputs, target, head_input, kind, last = _graph_tensors(model, layer_name)
         # Split at the target layer when the head (target -> pre-activation) is self-contained,
         # as after DenseNet's final relu: the backbone then runs outside the gradient tape, so
         # neither tracing nor running records the ~400 backbone layers for backprop.
+        self.split = False
         try:
-            self._backbone = keras.Model(model.inputs, target.output, name="gradcam_backbone")
-            self._head = keras.Model(target.output, head_input, name="gradcam_head")
-            self.split = True
+            self._head = keras.Model(target, head_input, name="gradcam_head")
+            self._backbone = keras.Model(inputs, target, name="gradcam_backbone")
+            self.split = _head_is_connected(self._head, target.shape)
         except (ValueError, TypeError):
-            self._features = keras.Model(model.inputs, [target.output, head_input], name="gradcam_features")
-            self.split = False
+            pass
+        if not self.split:
+            self._features = keras.Model(inputs, [target, head_input], name="gradcam_features")
 
         def scores_and_probs(head):
             head = tf.cast(head, tf.float32)
@@ -132,5 +171,10 @@ class GradCamEngine:
         import tensorflow as tf
 
         idx = tf.constant(np.asarray(class_idx, dtype=np.int32).reshape(-1))
-        probs, cams = self._run(tf.constant(x, dtype=tf.float32), idx)
+        try:
+            probs, cams = self._run(tf.constant(x, dtype=tf.float32), idx)
+        except ValueError as exc:
+            if "None values not supported" in str(exc):  # no gradient path to the target
+                raise ValueError("the Grad-CAM layer does not feed the model's output") from None
+            raise
         return probs.numpy(), cams.numpy()

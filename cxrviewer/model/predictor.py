@@ -201,6 +201,8 @@ class Predictor:
 
         wanted = list(self._active) if labels is None else list(labels)
         idx = self._label_indices(wanted)
+        if not idx or top_k <= 0 and labels is None:
+            return self.predict([film])[0], {}
         x = self.prepare(film)[None]
         with self._lock:
             probs, cams = self._engine()(x, idx)

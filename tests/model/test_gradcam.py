@@ -192,3 +192,23 @@ def test_target_layer_with_a_side_branch_uses_the_full_tape(tmp_path, nih_films)
     assert predictor._gradcam.split is False
     assert pred.probabilities == pytest.approx(predictor.predict([film])[0].probabilities, abs=1e-5)
     assert all(m.shape == film.pixels.shape and np.isfinite(m).all() for m in maps.values())
+
+
+def test_sequential_model_gets_grad_cam_too(tmp_path, nih_films):
+    """Sequential layers also carry nodes of Keras's internal graph; the engine rebuilds one graph."""
+    import keras
+    from keras import layers
+
+    from tests.model_helpers import randomise_weights, tiny_card
+
+    model = keras.Sequential([keras.Input((32, 32, 3)), layers.Conv2D(4, 3, activation="relu", name="features"),
+                              layers.GlobalAveragePooling2D(), layers.Dense(3, activation="sigmoid")])
+    randomise_weights(model, seed=2)
+    labels = ["A", "B", "C"]
+    predictor = load_model(save_model(model, tiny_card(labels), tmp_path / "seq.keras"))
+    film = nih_films[1]
+    pred, maps = predictor.explain(film, labels)
+    assert pred.probabilities == pytest.approx(predictor.predict([film])[0].probabilities, abs=1e-5)
+    assert predictor._gradcam.split is True
+    assert all(m.shape == film.pixels.shape and m.max() == pytest.approx(1.0) for m in maps.values())
+    assert predictor.explain(film, [])[1] == {}
