@@ -8,7 +8,7 @@ Each number is printed beside a baseline measured in the same run on the same ma
    ``--runs``), against a bare PySide6 process showing an empty QMainWindow. Target 1.5 s.
 2. latency: selecting a film -> its probabilities drawn in the findings panel (median over
    real NIH films, each decoded fresh), against the Predictor's own ``predict`` of the same
-   film in the same process. Tiny model and a DenseNet121 (random weights, 224 px: the
+   film in the same process; and selecting -> the top finding's Grad-CAM overlay drawn. Tiny model and a DenseNet121 (random weights, 224 px: the
    cost does not depend on the weights) unless ``--skip-densenet``.
 3. stall: the longest lateness of a 5 ms QTimer on the GUI thread while the batch panel
    scores a folder, against the same timer on an idle window. Target < 50 ms.
@@ -125,16 +125,19 @@ def bench_latency(app, model: Path, label: str, folder: Path, n: int) -> None:
     win.start(folder)
     _wait(app, lambda: win.state.model.ready and win.state.folder.listing_done)
     paths = [e.path for e in win.state.folder.entries][:n]
-    shown = {}
+    shown, overlaid = {}, {}
     win.prediction_shown.connect(lambda p: shown.setdefault(Path(p), time.perf_counter()))
-    _wait(app, lambda: paths[0] in shown)
-    gui = []
+    win.overlay_shown.connect(lambda p, lab: overlaid.setdefault(Path(p), time.perf_counter()))
+    _wait(app, lambda: paths[0] in overlaid)
+    gui, cam = [], []
     for p in paths[1:]:
         win.predictions.clear()  # every film is new to the window
         t0 = time.perf_counter()
         win.browser.select_path(p)
         _wait(app, lambda: p in shown)
         gui.append(shown[p] - t0)
+        _wait(app, lambda: p in overlaid)  # the reader looks at the film: its Grad-CAM arrives
+        cam.append(overlaid[p] - t0)
     win.close()
     predictor = load_model(model)
     films = [load_film(p) for p in paths[1:]]
@@ -147,7 +150,8 @@ def bench_latency(app, model: Path, label: str, folder: Path, n: int) -> None:
     g, r = statistics.median(gui), statistics.median(raw)
     print(f"latency ({label}): select film -> probabilities drawn {1000 * g:.0f} ms median "
           f"(p90 {1000 * sorted(gui)[int(0.9 * (len(gui) - 1))]:.0f} ms, {len(gui)} films); "
-          f"Predictor.predict alone {1000 * r:.0f} ms; GUI overhead {1000 * (g - r):.0f} ms")
+          f"Predictor.predict alone {1000 * r:.0f} ms; GUI overhead {1000 * (g - r):.0f} ms; "
+          f"Grad-CAM overlay drawn {1000 * statistics.median(cam):.0f} ms after selecting")
 
 
 def _stall(app, seconds: float | None, until=None, interval_ms: int = 5) -> tuple[float, float, int]:

@@ -171,6 +171,8 @@ def score_folder(folder, out_csv, predictor, *, gradcam_dir=None, shard: tuple[i
         raise ScoreError(f"--batch-size {batch_size}: must be at least 1")
     if workers < 0:
         raise ScoreError(f"--workers {workers}: must be 0 (automatic) or more")
+    if shard is not None and not (len(shard) == 2 and 1 <= shard[0] <= shard[1]):
+        raise ScoreError(f"--shard {'/'.join(map(str, shard))}: use I/N with 1 <= I <= N")
     folder = folder.resolve()
     gradcam_root = Path(gradcam_dir).resolve() if gradcam_dir is not None else None
     if gradcam_root is not None and gradcam_root.exists() and not gradcam_root.is_dir():

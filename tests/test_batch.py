@@ -153,6 +153,8 @@ def test_refuses_an_out_file_it_did_not_write(film_folder, predictor, tmp_path):
         score_folder(film_folder, other_labels, predictor)
     with pytest.raises(ScoreError, match="no such folder"):
         score_folder(tmp_path / "missing", tmp_path / "x.csv", predictor)
+    with pytest.raises(ScoreError, match="1 <= I <= N"):
+        score_folder(film_folder, tmp_path / "x.csv", predictor, shard=(0, 2))
 
 
 def test_shards_partition_the_folder_and_merge_equals_full_run(film_folder, predictor, full_run, tmp_path):

@@ -126,10 +126,6 @@ class FilmListModel(QAbstractListModel):
             ix = self.index(row)
             self.dataChanged.emit(ix, ix, [Qt.ItemDataRole.DecorationRole])
 
-    def forget_thumbnail_request(self, path: Path) -> None:
-        """The request failed or was cancelled; ask again if the row is painted again."""
-        self._asked.discard(Path(path))
-
 
 class FilmDelegate(QStyledItemDelegate):
     """Thumbnail, file name, status line and status icon in one row."""

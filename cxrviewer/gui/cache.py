@@ -39,7 +39,3 @@ class LRUCache:
 
     def clear(self) -> None:
         self._items.clear()
-
-    def discard_where(self, predicate) -> None:
-        for key in [k for k in self._items if predicate(k)]:
-            del self._items[key]

@@ -15,7 +15,6 @@ from PySide6.QtCore import QPointF, Qt, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from cxrviewer.gui import presets
-from cxrviewer.gui.state import OVERLAY_COLORMAPS as COLORMAPS  # noqa: F401 - re-exported
 from cxrviewer.gui.state import DisplayState, OverlayState
 
 
@@ -113,7 +112,10 @@ class FilmView(QWidget):
         for lab in (self.cursor_label, self.geometry_label, self.window_label):
             lab.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
             lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        bar = QHBoxLayout()
+        # Fixed height: the film must not shift by a pixel when the cursor read-out appears.
+        info = QWidget()
+        info.setFixedHeight(self.fontMetrics().height() + 8)
+        bar = QHBoxLayout(info)
         bar.setContentsMargins(6, 2, 6, 2)
         bar.setSpacing(18)
         bar.addWidget(self.geometry_label, 3)
@@ -123,7 +125,7 @@ class FilmView(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(0)
         lay.addWidget(self.graphics, 1)
-        lay.addLayout(bar)
+        lay.addWidget(info)
 
         # Window/level drags arrive faster than a big film can be re-windowed; fold them.
         self._redraw_timer = QTimer(self)
@@ -149,6 +151,7 @@ class FilmView(QWidget):
         ratio = (spacing[0] / spacing[1]) if spacing and spacing[0] > 0 and spacing[1] > 0 else 1.0
         self.viewbox.setAspectLocked(True, ratio=ratio)
         self._render()
+        self._redraw_timer.stop()  # the window set for this film is already drawn
         self.fit()
         self._update_geometry_label()
 

@@ -76,12 +76,13 @@ class FindingsPanel(QWidget):
         lay.addWidget(self.status)
         lay.addWidget(self.plot, 1)
         lay.addWidget(self.calls_label)
-        model_state.changed.connect(self._model_changed)
+        model_state.changed.connect(self.refresh_model)
         self.plot.hide()
-        self._model_changed()
+        self.refresh_model()
 
     # ---- model ------------------------------------------------------------------------
-    def _model_changed(self, *args) -> None:
+    def refresh_model(self, *args) -> None:
+        """Model name, device and status lines from ModelState."""
         m = self.model_state
         if m.status == m.READY and m.info is not None:
             info = m.info

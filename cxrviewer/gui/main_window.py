@@ -10,10 +10,14 @@ decodes -> the view shows the film -> the inference worker predicts -> the findi
 panel draws the bars -> the worker computes Grad-CAM for the selected finding -> the view
 draws the overlay. Every arrival is checked against the current (path, generation);
 anything for another film is counted in ``dropped_results`` and thrown away.
+
+Logging: the names of the files and folder the reader opened (what the status bar shows)
+with the loader's one-line reasons; never full paths and never ``Film.identifiers``.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -136,6 +140,13 @@ class MainWindow(QMainWindow):
         sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
         # Batch results reach the table, the browser and the progress bar a few times a
         # second in chunks, not per film: each Qt update costs the GUI thread the GIL.
+        # Grad-CAM costs a backward pass (about a third of a second for DenseNet121 on a
+        # CPU) that cannot be interrupted once started; while the reader flips through
+        # films faster than that, only the film they stop on gets one.
+        self._overlay_timer = QTimer(self)
+        self._overlay_timer.setSingleShot(True)
+        self._overlay_timer.setInterval(150)
+        self._overlay_timer.timeout.connect(self._request_overlay)
         self._batch_flush = QTimer(self)
         self._batch_flush.setInterval(250)
         self._batch_flush.timeout.connect(self._flush_batch_rows)
@@ -196,9 +207,7 @@ class MainWindow(QMainWindow):
             self.docks[name] = dock
         self.tabifyDockWidget(self.docks["batch"], self.docks["log"])
         self.docks["batch"].raise_()
-        self.resizeDocks([self.docks["browser"], self.docks["findings"]], [300, 380], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.docks["findings"], self.docks["tags"]], [520, 300], Qt.Orientation.Vertical)
-        self.resizeDocks([self.docks["batch"]], [200], Qt.Orientation.Vertical)
+        self._default_dock_sizes()
 
         self.model_status = QLabel("Model: not loaded")
         self.position_label = QLabel("")
@@ -216,6 +225,12 @@ class MainWindow(QMainWindow):
         self.preset_box = QComboBox()
         self.preset_box.setToolTip("Window/level preset")
         self.preset_box.setMinimumWidth(170)
+
+    def _default_dock_sizes(self) -> None:
+        """The film gets most of the screen; panels keep what they need."""
+        self.resizeDocks([self.docks["browser"], self.docks["findings"]], [300, 380], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["findings"], self.docks["tags"]], [520, 300], Qt.Orientation.Vertical)
+        self.resizeDocks([self.docks["batch"]], [190], Qt.Orientation.Vertical)
 
     @staticmethod
     def _placeholder(text: str) -> QLabel:
@@ -247,8 +262,11 @@ class MainWindow(QMainWindow):
         self.docks["findings"].setWidget(self.findings)
         self.batch = BatchPanel()
         self.docks["batch"].setWidget(self.batch)
+        if not self._restored_layout:  # the real panels have other size hints than the placeholders
+            self._default_dock_sizes()
         self._connect_views()
         self.views_built = True
+        gc.freeze()  # pyqtgraph's import: long-lived objects no collection needs to walk again
         self._model_state_changed(s.model.status)
         self.views_ready.emit()
         if self._start_path:
@@ -398,8 +416,7 @@ class MainWindow(QMainWindow):
         geom, wstate = st.window_geometry(), st.window_state()
         if geom is not None:
             self.restoreGeometry(geom)
-        if wstate is not None:
-            self.restoreState(wstate)
+        self._restored_layout = wstate is not None and self.restoreState(wstate)
         self._rebuild_recent_menu()
 
     def _save_settings(self) -> None:
@@ -504,7 +521,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"cxrviewer — {folder.name}")
         self.settings.add_recent_folder(folder)
         self._rebuild_recent_menu()
-        log.info("opened folder %s", folder)
+        log.info("opened folder %s", folder.name)
         if self._pending_select is not None:
             self.show_path(self._pending_select)
         self.io.submit(
@@ -578,6 +595,7 @@ class MainWindow(QMainWindow):
 
     def show_path(self, path: Path) -> None:
         path = Path(path)
+        self._overlay_timer.stop()
         gen = self.state.film.select(path)
         self.inference.set_current(path, gen)
         self._clear_film_panels(f"Loading {path.name}…")
@@ -595,7 +613,7 @@ class MainWindow(QMainWindow):
             return
         self.film_view.clear(message)
         self.findings.clear("")
-        self.findings._model_changed()
+        self.findings.refresh_model()
         self.tags.clear()
         self.banner.hide()
 
@@ -613,21 +631,29 @@ class MainWindow(QMainWindow):
             self.dropped_results += 1
 
     def _film_loaded(self, film) -> None:
-        """FilmState.loaded: draw it, fill the panels, ask the model."""
+        """FilmState.loaded: ask the model (it works while we draw), draw, fill the panels."""
         path = Path(film.path)
+        known = self.predictions.get((path, self._identity())) if self.state.model.ready else None
+        if known is None:
+            self._request_prediction()
         self._apply_open_window(film)
         self.film_view.show_film(film)
         self.tags.show_film(film)
         self._rebuild_window_menus()
         if film.warnings:
-            self.banner.setText("⚠  " + "   ·   ".join(film.warnings))
-            self.banner.show()
+            self._show_warnings(film.warnings)
             self.state.folder.set_status(path, WARNING, "; ".join(film.warnings))
             log.warning("%s: %s", film.name, "; ".join(film.warnings))
         if path not in self.browser.model.thumbnails:
             self.browser.model.set_thumbnail(path, make_thumbnail(film.pixels))
         self.film_shown.emit(path)
-        self._request_prediction()
+        if known is not None:  # scored before (e.g. by the batch): show it with the film
+            self._request_prediction()
+
+    def _show_warnings(self, warnings) -> None:
+        """The banner over the film: every warning the loader or the model has about it."""
+        self.banner.setText("⚠  " + "   ·   ".join(dict.fromkeys(warnings)))
+        self.banner.show()
 
     def _update_position(self) -> None:
         n = len(self.state.folder.entries)
@@ -832,12 +858,18 @@ class MainWindow(QMainWindow):
             self.dropped_results += 1
             return
         self.findings.show_prediction(prediction, self.state.model.info.thresholds)
+        film = self.state.film.film
+        if prediction.warnings and film is not None and list(prediction.warnings) != list(film.warnings):
+            self._show_warnings(list(film.warnings) + list(prediction.warnings))  # e.g. film smaller than input
         probs = prediction.probabilities
         label = self._sticky_label if self._sticky_label in probs else max(probs, key=probs.get)
         self.state.overlay.set_label(label)
         self.findings.select(label)
         self.prediction_shown.emit(path)
-        self._request_overlay()
+        if (path, self._identity(), label) in self.gradcams:
+            self._request_overlay()
+        else:
+            self._overlay_timer.start()
 
     def _prediction_failed(self, path, gen: int, reason: str) -> None:
         if self.state.film.is_current(path, gen):
@@ -949,7 +981,7 @@ class MainWindow(QMainWindow):
         self.batch.begin(self._batch_job, folder, info.labels, info.name)
         self.docks["batch"].show()
         self.docks["batch"].raise_()
-        log.info("scoring %s with %s", folder, info.identity)
+        log.info("scoring folder %s with %s", folder.name, info.identity)
         self.inference.start_batch(self._batch_job, folder, out_csv, batch_size=4)
 
     def _batch_progress(self, job: int, done: int, total: int) -> None:
@@ -1019,7 +1051,7 @@ class MainWindow(QMainWindow):
         )
 
     def _exported(self, path: Path) -> None:
-        log.info("results written to %s", path)
+        log.info("results written to %s", Path(path).name)
         self.statusBar().showMessage(f"Results written to {path}", 8000)
         self.export_done.emit(path)
 
@@ -1067,7 +1099,7 @@ class MainWindow(QMainWindow):
                                                   str(self.state.folder.folder or Path.home()))
         if folder:
             self.io.submit(jobs.write_report, self._report, Path(folder),
-                           on_result=lambda written: log.info("report written to %s", folder),
+                           on_result=lambda written: log.info("report written to %s", Path(folder).name),
                            on_error=lambda r: self.report_error(f"report not written: {r}"),
                            priority=IOPool.PRIORITY_TASK)
 

@@ -60,7 +60,7 @@ class RocPanel(QWidget):
         self.plot.setMenuEnabled(False)
         self.plot.setMouseEnabled(x=False, y=False)
         self.plot.hideButtons()
-        self.plot.setMinimumSize(260, 220)
+        self.plot.setMinimumSize(200, 90)
         pi = self.plot.getPlotItem()
         pi.setXRange(0, 1, padding=0.02)
         pi.setYRange(0, 1, padding=0.02)

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import os
@@ -140,10 +141,6 @@ class IOPool(QObject):
         self._jobs[job_id] = job
         self.pool.start(job, priority)
         return job
-
-    @property
-    def pending(self) -> int:
-        return len(self._callbacks)
 
     def _finish(self, job_id: int):
         self._jobs.pop(job_id, None)
@@ -406,6 +403,10 @@ class InferenceWorker(QThread):
             self.model_failed.emit(reason)
             return
         self._predictor = predictor
+        # TensorFlow and Keras leave millions of long-lived objects behind; a full garbage
+        # collection walking them holds the GIL for a quarter of a second, from whatever
+        # thread triggers it, and the window freezes. Frozen objects are never walked again.
+        gc.freeze()
         self.model_load_seconds = time.perf_counter() - t0
         card = predictor.card
         device = predictor.device

@@ -130,6 +130,8 @@ def test_batch_scores_folder_exports_csv_and_roc_matches_sklearn(qtbot, make_win
         else:
             assert roc.table.item(r, 3).text() == "not estimable"
     assert win.batch.report_button.isEnabled()
+    # The ROC curves get half the window to be read in.
+    qtbot.waitUntil(lambda: win.docks["batch"].height() > 0.4 * win.height(), timeout=5000)
     win.grab().save(str(shots / "batch-roc.png"))
     win.batch.tabs.setCurrentIndex(0)
     win.grab().save(str(shots / "batch-results.png"))

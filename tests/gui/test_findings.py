@@ -259,3 +259,20 @@ def test_tensorflow_is_imported_in_the_background_not_on_the_gui_thread(tiny_mod
     assert out["model"] == "tiny-cxr14"
     assert out["importer"] and out["importer"][0] != out["main_thread"]
     assert out["importer"][0] == "cxrviewer-inference"
+
+
+def test_model_warnings_join_the_banner(qtbot, make_window, data_dir, tmp_path):
+    """A 64 px film under a 96 px model: the model says it had to enlarge the film."""
+    from tests.model_helpers import make_tiny_model
+
+    src = sorted((data_dir / "nih" / "thumbs64" / "train" / "1_abnormal").glob("*.png"))[0]
+    folder = tmp_path / "small"
+    copy_films(src.parent, folder, [src.name])
+    model = make_tiny_model(tmp_path / "m96", ["Effusion", "Cardiomegaly"], size=96, name="tiny-96")
+    win = make_window(model=model, path=str(folder))
+    wait_model(qtbot, win)
+    wait_prediction(qtbot, win, folder / src.name)
+    assert win.banner.isVisible()
+    assert "smaller than the model input" in win.banner.text()
+    entry = win.state.folder.entries[0]
+    assert entry.status == "warning" and "smaller than the model input" in entry.message

@@ -73,6 +73,15 @@ def test_filter_narrows_list_and_navigation_follows_it(qtbot, make_window, dicom
     assert Path(sig.args[0]).name == "test6.dcm"
     win.browser.filter.setText("*monochrome*")
     assert win.browser.proxy.rowCount() == 1
+    # Typing in the filter box types: single-key shortcuts (F fit, 1 one-to-one, J next)
+    # do not fire while it has the focus.
+    win.browser.filter.clear()
+    win.browser.filter.setFocus()
+    shown = win.state.film.path
+    zoom = win.film_view.zoom_factor()
+    qtbot.keyClicks(win.browser.filter, "f1j")
+    assert win.browser.filter.text() == "f1j"
+    assert win.film_view.zoom_factor() == pytest.approx(zoom) and win.state.film.path == shown
 
 
 def monochrome1_twin(original: Path, dest: Path) -> Path:
@@ -420,10 +429,11 @@ def test_window_preset_on_open_and_own_presets_persist(qtbot, make_window, setti
     assert settings.default_preset == presets.AS_LOADED
 
 
-def test_model_status_says_loading_until_ready(qtbot, make_window, tiny_model):
+def test_model_status_says_loading_until_ready(qtbot, make_window, tiny_model, shots):
     win = make_window(load_model=False)
     win.load_model(tiny_model)
     assert win.model_status.text() == "Model: loading model…"
     assert "loading model" in win.findings.model_label.text()
+    win.grab().save(str(shots / "viewer-loading-model.png"))
     wait_model(qtbot, win)
     assert win.model_status.text().startswith("Model: tiny-cxr14 · ")
