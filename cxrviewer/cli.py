@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from cxrviewer import NOT_FOR_DIAGNOSIS, __version__
@@ -98,6 +99,8 @@ def _gui_parser() -> argparse.ArgumentParser:
     p.add_argument("path", nargs="?")
     p.add_argument("--model")
     p.add_argument("--selftest", metavar="FOLDER", help="frozen-app self-test without a window")
+    p.add_argument("--smoke-test", action="store_true",
+                   help="open the window, print the time it took to show, and quit")
     return p
 
 
@@ -115,6 +118,14 @@ def main(argv: list[str] | None = None) -> int:
         from cxrviewer.selftest import selftest_command
 
         return int(selftest_command(ns) or 0)
+    from cxrviewer.gui.platform_check import check_window_can_open
+
+    if code := check_window_can_open():
+        return code
+    if gui_args.smoke_test:
+        from cxrviewer.gui.app import STARTUP_PROBE_ENV
+
+        os.environ[STARTUP_PROBE_ENV] = "1"
     from cxrviewer.gui.app import run_app
 
     return int(run_app(gui_args.path, model=gui_args.model) or 0)
