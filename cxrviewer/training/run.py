@@ -53,6 +53,9 @@ class TrainingOutcome:
     history: list[dict]
     summary: dict
     notes: list[str] = field(default_factory=list)
+    # The evaluation behind the card's numbers (``cxrviewer.metrics.EvaluationReport``):
+    # "validation" (thresholds chosen there) and "test" when there is a test split.
+    reports: dict = field(default_factory=dict)
 
 
 # ---- data ---------------------------------------------------------------------------
@@ -374,8 +377,9 @@ def run_training(recipe: Recipe, *, run_dir: str | Path | None = None, resume: b
     write_json_atomic(run_dir / "summary.json", summary)
     say(f"done in {summary['wall_time_s']:.0f} s: validation mean AUROC "
         f"{_fmt(val_report.mean_auroc)}, test {_fmt(summary['test_mean_auroc'])}")
+    reports = {"validation": val_report, **({"test": test_report} if test_report is not None else {})}
     return TrainingOutcome(run_dir, exported, published, card, result.stopped, result.history, summary,
-                           result.notes)
+                           result.notes, reports)
 
 
 def _fmt(v) -> str:

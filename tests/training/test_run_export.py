@@ -247,6 +247,12 @@ bootstrap = 100
     assert card.training["loss"].startswith("inverse-frequency weighted categorical")
     report = json.loads((outcome.run_dir / "report" / "test" / "report.json").read_text())
     assert report["multiclass"]["n"] == 18 and len(report["multiclass"]["confusion"]) == 2
+    # The outcome carries the reports behind the card (the GUI wizard shows them).
+    assert set(outcome.reports) == {"validation", "test"}
+    assert outcome.reports["test"].multiclass.confusion == report["multiclass"]["confusion"]
+    val = outcome.reports["validation"]
+    assert {c.label: c.auroc for c in val.classes} == card.metrics["validation_auroc"]
+    assert val.mean_auroc == card.metrics["validation_mean_auroc"]
     from cxrviewer.model import load_model
 
     assert load_model(outcome.model_path).labels == ["NORMAL", "PNEUMONIA"]
