@@ -130,6 +130,7 @@ class MainWindow(QMainWindow):
         self._closing = False
         self._start_path: str | Path | None = None
         self.views_built = False
+        self.training_wizard = None  # cxrviewer.gui.wizard.TrainingWizard, while open
         self.film_view = None  # FilmView, FindingsPanel, BatchPanel: built in _build_views
         self.findings = None
         self.batch = None
@@ -323,6 +324,8 @@ class MainWindow(QMainWindow):
         self.act_shipped_model = A("Use &shipped model", lambda: self.load_model(None, remember=True))
         self.act_model_card = A("Model &card…", self.show_model_card)
         self.act_model_card.setEnabled(False)
+        self.act_train = A("&Train a model…", self.open_training_wizard,
+                           tip="Fine-tune or train a model on your own labelled films (training wizard)")
         self.act_score = A("&Score open folder", self.start_batch, ["Ctrl+B"], "score")
         self.act_cancel = A("&Cancel scoring", self.inference.cancel_batch, [], "stop")
         self.act_export = A("&Export results CSV…", self.choose_export)
@@ -347,8 +350,8 @@ class MainWindow(QMainWindow):
         for dock in self.docks.values():
             m.addAction(dock.toggleViewAction())
         m = mb.addMenu("&Model")
-        for a in (self.act_load_model, self.act_shipped_model, self.act_model_card):
-            m.addAction(a)
+        for a in (self.act_load_model, self.act_shipped_model, self.act_model_card, None, self.act_train):
+            m.addAction(a) if a else m.addSeparator()
         m = mb.addMenu("&Batch")
         for a in (self.act_score, self.act_cancel, self.act_export, self.act_roc):
             m.addAction(a)
@@ -461,6 +464,8 @@ class MainWindow(QMainWindow):
             return
         self._closing = True
         self._save_settings()
+        if self.training_wizard is not None:  # a run in progress stops at its checkpoint
+            self.training_wizard.shutdown()
         self.inference.stop()
         self.io.shutdown()
         if self._session_dir is not None:
@@ -822,6 +827,25 @@ class MainWindow(QMainWindow):
     def _model_failed(self, reason: str) -> None:
         self.state.model.set_unavailable(f"{reason}\n\n{HOW_TO_GET_A_MODEL}")
         self.report_error(f"model not loaded: {reason}")
+
+    def open_training_wizard(self):
+        """Model ▸ Train a model…: the training wizard, beside the viewer (not modal)."""
+        from cxrviewer.gui.wizard import TrainingWizard
+
+        if self.training_wizard is not None:
+            self.training_wizard.show()
+            self.training_wizard.raise_()
+            self.training_wizard.activateWindow()
+            return self.training_wizard
+        m = self.state.model
+        wizard = TrainingWizard(self, loaded_model=m.info.model_path if m.ready else None,
+                                loaded_name=m.info.name if m.ready else "", viewer_available=True)
+        wizard.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        wizard.load_requested.connect(lambda path: self.load_model(path, remember=True))
+        wizard.finished.connect(lambda _result: setattr(self, "training_wizard", None))
+        self.training_wizard = wizard
+        wizard.show()
+        return wizard
 
     def show_model_card(self) -> None:
         if self.state.model.ready:
