@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import QHBoxLayout, QWidget
 
 POSITIVE_COLOUR = "#e69f00"  # amber, like calls in the viewer
@@ -75,7 +76,12 @@ class ContributionChart(QWidget):
             self.bars[side] = [pb, nb]
             title = "Before weighting" if side == "before" else "After weighting"
             pi.setTitle(f"{title}&nbsp;&nbsp;{key}", size="9pt")
-            pi.getAxis("left").setTicks(ticks)
+            left = pi.getAxis("left")
+            left.setTicks(ticks)
+            # Wide enough for the longest name from the first paint (pyqtgraph widens the
+            # axis only after a paint has found the text too wide).
+            fm = QFontMetrics(plot.font())
+            left.setWidth(max((fm.horizontalAdvance(t) for _, t in ticks[0]), default=20) + 16)
             pi.getAxis("bottom").enableAutoSIPrefix(False)
             top = max(float(np.max(pos, initial=0.0)), float(np.max(neg, initial=0.0)), 0.05)
             pi.setXRange(0, min(1.0, top * 1.08), padding=0)

@@ -60,6 +60,16 @@ class EtaEstimator:
             return max(0, self.total_epochs - self.epoch)
         return max(0, self.phase_remaining - self.phase_done) + self._later_epochs()
 
+    def seed(self, logs: dict) -> None:
+        """Rates from an epoch finished before (a resumed run's checkpoint history)."""
+        if logs.get("step_seconds"):
+            self.step_seconds = float(logs["step_seconds"])
+        if logs.get("val_seconds") is not None:
+            self.val_seconds = float(logs["val_seconds"])
+        if logs.get("steps"):
+            self.steps = int(logs["steps"])
+        self.epoch = max(self.epoch, int(logs.get("epoch", 0)))
+
     # ---- events ----------------------------------------------------------------------
     def phase_started(self, phase: str, epochs: int) -> None:
         self.phase = phase

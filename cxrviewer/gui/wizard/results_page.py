@@ -79,7 +79,7 @@ class ResultsPage(QWizardPage):
         self._splitter.addWidget(lower)
         self._splitter.setStretchFactor(0, 3)
         self._splitter.setStretchFactor(1, 2)
-        self._splitter.setSizes([430, 190])
+        self._splitter.setSizes([400, 230])
         lay = QVBoxLayout(self)
         lay.addWidget(self.summary)
         top = QHBoxLayout()
@@ -105,6 +105,9 @@ class ResultsPage(QWizardPage):
 
         self.roc = RocPanel()
         self.roc.choose.setMinimumWidth(140)
+        inner = self.roc.findChild(QSplitter)
+        if inner is not None:  # the wizard is wider than the viewer's dock: room for the table
+            inner.setSizes([520, 560])
         self._splitter.replaceWidget(0, self.roc)
         self._roc_placeholder.deleteLater()
         if self.outcome is not None:

@@ -44,6 +44,7 @@ class TrainingPage(QWizardPage):
         self.eta: EtaEstimator | None = None
         self.curves = None
         self.epoch_logs: list[dict] = []
+        self._active = False  # a run was started and has not reported its end yet
 
         self.status = QLabel("")
         self.status.setWordWrap(True)
@@ -102,7 +103,8 @@ class TrainingPage(QWizardPage):
 
     @property
     def running(self) -> bool:
-        return self.worker is not None and self.worker.isRunning()
+        """From start until the run reports its end (the thread may take a moment more to exit)."""
+        return self._active
 
     # ---- starting ---------------------------------------------------------------------
     def initializePage(self) -> None:  # noqa: N802
@@ -134,7 +136,7 @@ class TrainingPage(QWizardPage):
         t = recipe.train
         self.eta = EtaEstimator(t.head_epochs, t.finetune_epochs)
         if resume and self.epoch_logs:
-            self.eta.epoch = max(e["epoch"] for e in self.epoch_logs)
+            self.eta.seed(max(self.epoch_logs, key=lambda e: e["epoch"]))
         w = TrainingWorker(recipe, self.run_dir, resume=resume, parent=self)
         w.phase_started.connect(self._phase_started)
         w.batch_ended.connect(self._batch_ended)
@@ -148,17 +150,23 @@ class TrainingPage(QWizardPage):
         self.status.setText(("Resuming" if resume else "Starting") + f" '{recipe.model.name}' in {self.run_dir} …")
         self._message(f"run folder: {self.run_dir}")
         self._set_running(True)
+        self.wz.training_started.emit(w)  # before it runs: listeners see every report
         w.start()
         self._tick.start()
-        self.wz.training_started.emit(w)
 
     def _set_running(self, on: bool) -> None:
+        self._active = on
         self.pause_button.setEnabled(on)
         self.pause_button.setText("Pause")
         self.cancel_button.setEnabled(on)
         self.resume_button.setVisible(False)
-        # The Model page as a commit page keeps Back disabled while the run goes on.
-        self.wz.model_page.setCommitPage(on)
+        # The page before this one as a commit page keeps Back disabled while the run goes
+        # on (QWizard has no other switch for it); that is the Model page, or the Data page
+        # when a run is resumed from there.
+        for pid in self.wz.visitedIds():
+            page = self.wz.page(pid)
+            if page is not self:
+                page.setCommitPage(on)
         self.completeChanged.emit()
 
     # ---- progress -----------------------------------------------------------------------

@@ -67,7 +67,6 @@ class TrainingWizard(QWizard):
         self.setWizardStyle(QWizard.WizardStyle.ModernStyle)
         self.setOption(QWizard.WizardOption.NoBackButtonOnStartPage, True)
         self.setOption(QWizard.WizardOption.NoCancelButtonOnLastPage, True)
-        self.setOption(QWizard.WizardOption.IndependentPages, True)
         self.resize(1150, 860)
         # Worker threads run Python too; a short GIL switch interval lets the GUI thread
         # back in sooner (the viewer's main window sets the same).
