@@ -222,7 +222,7 @@ class ChecksPage(QWizardPage):
             check = analysis.check_split(plan, ds, unreadable, accepted)
             return ds, [str(ds.paths[i]) for i in todo], bad, check
 
-        wz.tasks.submit(job, on_result=lambda r: self._checked(gen, key, *r),
+        wz.submit(job, on_result=lambda r: self._checked(gen, key, *r),
                         on_error=lambda reason: self._failed(gen, reason),
                         on_progress=lambda v: self._progress(gen, v))
 

@@ -299,7 +299,7 @@ class DataPage(QWizardPage):
         self.status.setText(f"Reading {path.name}…")
         self._inspect_gen += 1
         gen = self._inspect_gen
-        self.wz.tasks.submit(lambda job, p: analysis.inspect_csv(p), path,
+        self.wz.submit(lambda job, p: analysis.inspect_csv(p), path,
                              on_result=lambda info: self._csv_read(gen, info),
                              on_error=lambda reason: self._inspect_failed(gen, reason))
 
@@ -347,7 +347,7 @@ class DataPage(QWizardPage):
         self.status.setText(f"Reading {Path(text).name}…")
         self._inspect_gen += 1
         gen = self._inspect_gen
-        self.wz.tasks.submit(lambda job, p: analysis.inspect_folders(p), Path(text),
+        self.wz.submit(lambda job, p: analysis.inspect_folders(p), Path(text),
                              on_result=lambda info: self._folders_read(gen, info),
                              on_error=lambda reason: self._inspect_failed(gen, reason))
 
@@ -419,7 +419,7 @@ class DataPage(QWizardPage):
         self.status.setText("Counting films and labels…")
         key = self.wz.data_key(plan)
         snapshot = copy.deepcopy(plan)
-        self.wz.tasks.submit(lambda job, p: analysis.preview_data(p), snapshot,
+        self.wz.submit(lambda job, p: analysis.preview_data(p), snapshot,
                              on_result=lambda pv: self._previewed(gen, key, pv),
                              on_error=lambda reason: self._failed(gen, reason))
 

@@ -339,7 +339,7 @@ class ModelPage(QWizardPage):
         self.measure_button.setEnabled(False)
         self.estimate_label.setText(f"Measuring a few training batches of {plan.backbone} at {plan.input_size} px… "
                                     "(the first includes building the model)")
-        self.wz.tasks.submit(lambda job: analysis.estimate_time(plan, checks.usable, {}, cancelled=lambda: job.cancelled),
+        self.wz.submit(lambda job: analysis.estimate_time(plan, checks.usable, {}, cancelled=lambda: job.cancelled),
                              on_result=lambda est: self._estimated(gen, key, est),
                              on_error=lambda reason: self._estimate_failed(gen, reason))
 

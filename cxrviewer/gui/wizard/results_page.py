@@ -219,7 +219,7 @@ class ResultsPage(QWizardPage):
             target.parent.mkdir(parents=True, exist_ok=True)
             return publish_model(source, target, overwrite=overwrite)
 
-        self.wz.tasks.submit(job, on_result=lambda path: self._saved(Path(path), load),
+        self.wz.submit(job, on_result=lambda path: self._saved(Path(path), load),
                              on_error=self._save_failed)
 
     def _saved(self, path: Path, load: bool) -> None:

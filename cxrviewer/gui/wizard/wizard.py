@@ -26,7 +26,7 @@ from cxrviewer.gui.wizard.model_page import ModelPage
 from cxrviewer.gui.wizard.plan import WizardPlan
 from cxrviewer.gui.wizard.results_page import ResultsPage
 from cxrviewer.gui.wizard.training_page import TrainingPage
-from cxrviewer.gui.workers import IOPool
+from cxrviewer.gui.workers import IOPool, lower_thread_priority
 
 log = logging.getLogger("cxrviewer.gui")
 
@@ -78,7 +78,7 @@ class TrainingWizard(QWizard):
         self.viewer_available = viewer_available
         self.runs_root = Path(runs_root) if runs_root else Path.home() / "cxrviewer-runs"
         self.models_root = Path(models_root) if models_root else Path.home() / "cxrviewer-models"
-        self.tasks = IOPool(1, self)  # one background job at a time, in order
+        self._tasks = IOPool(1, self)  # one background job at a time, in order
         self.preview: analysis.DataPreview | None = None
         self.preview_key = ""
         self.checked_paths: set[str] = set()  # films the readability check has seen
@@ -133,6 +133,23 @@ class TrainingWizard(QWizard):
         for build in waiting:
             build()
         self.charts_ready.emit()
+
+    # ---- background jobs -----------------------------------------------------------------
+    # Like the training thread and the viewer's inference thread, the job thread runs at a
+    # lower priority (and so do the decode threads it starts): the GUI thread comes first.
+    NICE = 5
+    _niced = threading.local()
+
+    def submit(self, fn, *args, **callbacks):
+        """Run ``fn(job, *args)`` on the task pool; ``on_result``/``on_error``/``on_progress``
+        are called on the GUI thread (``IOPool.submit``)."""
+        def job(j, *a):
+            if not getattr(TrainingWizard._niced, "done", False):
+                lower_thread_priority(self.NICE)
+                TrainingWizard._niced.done = True
+            return fn(j, *a)
+
+        return self._tasks.submit(job, *args, **callbacks)
 
     # ---- shared state --------------------------------------------------------------------
     @staticmethod
@@ -211,7 +228,7 @@ class TrainingWizard(QWizard):
         if self.worker is not None:
             self.worker.cancel()
             self.worker.wait(wait_ms)
-        self.tasks.shutdown()
+        self._tasks.shutdown()
 
     def done(self, result: int) -> None:  # Cancel, Finish, Escape, window close
         self.shutdown()
