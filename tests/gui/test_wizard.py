@@ -13,7 +13,10 @@ from __future__ import annotations
 import collections
 import csv
 import gzip
+import os
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -451,6 +454,21 @@ def test_folder_per_class_tree_with_its_own_split_and_patient_pattern(qtbot, mak
     job(qtbot, wz, "checks", cp.problems.buttons[("split", "Split by patient instead")].click)
     assert cp.isComplete()
     shot(wz, shots, "12-checks-multiclass")
+
+
+def test_opening_the_wizard_leaves_tensorflow_unimported(tmp_path):
+    """TensorFlow is for the worker threads: the wizard's modules and pages never import it."""
+    code = ("import sys\n"
+            "from PySide6.QtWidgets import QApplication\n"
+            "app = QApplication([])\n"
+            "from cxrviewer.gui.wizard import TrainingWizard\n"
+            "wz = TrainingWizard()\n"
+            "wz.show(); app.processEvents()\n"
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "HOME": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "False"]
 
 
 # ---- the Qt-free parts -----------------------------------------------------------------------------

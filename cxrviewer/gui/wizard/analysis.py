@@ -339,7 +339,7 @@ def check_split(plan: WizardPlan, dataset: Dataset, unreadable: dict[int, str],
                                         [] if key in accepted else drop_fixes(lab, "Keep it, marked untrained")))
             continue
         present = [name for name in SPLITS if positives[name][lab] > 0]
-        if task == "multilabel" and positives["validation"][lab] == 0:
+        if positives["validation"][lab] == 0:
             key = f"one-split:{lab}"
             only = "only in " + " and ".join(present) if present else "nowhere"
             problems.append(Problem(

@@ -231,7 +231,7 @@ class ModelPage(QWizardPage):
                     self.size_spin.setValue(card.input_size)
                     self.wz.plan.channels = card.input_channels
                     locked = True
-                    same = sorted(card.labels) == sorted(self.wz.plan.labels)
+                    same = list(card.labels) == list(self.wz.plan.labels) and card.task == self.wz.plan.task
                     self.start_note.setText(
                         f"{card.name}: {backbone}, {card.input_size} px. "
                         + ("Same labels: its output layer is kept." if same else
