@@ -22,7 +22,9 @@ class TrainingCallback(Protocol):
     """
 
     def on_phase_start(self, phase: str, epochs: int) -> None:
-        """phase: "head" (frozen backbone) or "finetune" (all layers); epochs: how many."""
+        """phase: "head" (frozen backbone) or "finetune" (all layers), epochs: how many; then
+        "evaluate" (epochs 0): training is over, the reports and the export follow (no
+        batches, no ``should_stop`` polls until the run returns)."""
 
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
         """epoch: 1-based over the whole run; logs: loss, val_loss, val_auroc, per-class AUROC..."""
@@ -90,6 +92,8 @@ class TextProgress(NullCallback):
 
     def on_phase_start(self, phase: str, epochs: int) -> None:
         self._phase = phase
+        if phase == "evaluate":
+            return  # the run says "evaluating ..." itself
         what = "head only, backbone frozen" if phase == "head" else "all layers"
         self._write(f"phase {phase}: {epochs} epoch(s), {what}")
 
@@ -141,7 +145,8 @@ class LogFile(NullCallback):
             fh.write(f"{stamp}  {text}\n")
 
     def on_phase_start(self, phase: str, epochs: int) -> None:
-        self._line(f"phase {phase}: {epochs} epoch(s)")
+        if phase != "evaluate":
+            self._line(f"phase {phase}: {epochs} epoch(s)")
 
     def on_message(self, text: str) -> None:
         self._line(text)

@@ -295,6 +295,7 @@ def run_training(recipe: Recipe, *, run_dir: str | Path | None = None, resume: b
         return TrainingOutcome(run_dir, None, None, None, "cancelled", result.history, summary)
 
     # -- evaluation: thresholds from validation, test at those thresholds
+    callback.on_phase_start("evaluate", 0)  # no more batches: a UI can say so (no pause here)
     say("evaluating on the validation and test splits")
     val_report, test_report, thresholds = evaluate_splits(
         result.model, val_ds, test_ds, labels, task, run_dir / "report", n_bootstrap=recipe.output.bootstrap,

@@ -219,6 +219,8 @@ def test_wizard_trains_from_the_viewers_model_and_the_viewer_loads_the_result(
     shot(wz, shots, "3-model")
 
     # -- Training: in the worker thread, through run_training
+    phases = []
+    wz.training_started.connect(lambda w: w.phase_started.connect(lambda phase, _n: phases.append(phase)))
     with qtbot.waitSignal(wz.training_finished, timeout=240_000) as finished:
         click(qtbot, next_button(wz))
         assert not wz.button(QWizard.WizardButton.BackButton).isEnabled()  # no Back while it runs
@@ -226,6 +228,7 @@ def test_wizard_trains_from_the_viewers_model_and_the_viewer_loads_the_result(
     assert outcome is not None and outcome.stopped == "completed", wz.training_page.failure
     assert wz.worker.thread_ident not in (None, threading.main_thread().ident)
     assert [h["phase"] for h in outcome.history] == ["head", "finetune"]
+    assert phases == ["head", "finetune", "evaluate"]
     tp = wz.training_page
     assert [e["epoch"] for e in tp.curves.epochs] == [1, 2]
     assert tp.progress.value() == 1000 and "Finished" in tp.status.text()
@@ -511,6 +514,9 @@ def test_eta_counts_remaining_epochs_across_phases_and_resumes():
     eta.epoch_ended(1, {"step_seconds": 1.0, "val_seconds": 3.0, "steps": 10})
     assert eta.state().seconds_left == pytest.approx(4 * (10 * 1.0 + 3.0))
     # A run resumed after 3 epochs (head done, one fine-tune epoch done): 2 left.
+    eta.phase_started("evaluate", 0)  # after the last epoch: reports and export
+    s = eta.state()
+    assert s.evaluating and s.fraction == 1.0 and s.seconds_left is None
     resumed = EtaEstimator(2, 3, clock=lambda: now[0])
     resumed.seed({"epoch": 3, "step_seconds": 1.0, "val_seconds": 3.0, "steps": 10})  # from the checkpoint
     resumed.phase_started("finetune", 2)

@@ -204,6 +204,7 @@ def test_multiclass_run_from_class_folders_with_their_own_split(tmp_path, data_d
     possible there, so validation comes from a user split column instead)."""
     import shutil
 
+    from cxrviewer.training.progress import NullCallback
     from cxrviewer.training.recipe import parse_recipe
     from cxrviewer.training.run import run_training
 
@@ -239,7 +240,15 @@ run_dir = "run"
 bootstrap = 100
 '''
     recipe = parse_recipe(text, tmp_path / "mc.toml")
-    outcome = run_training(recipe)
+    phases = []
+
+    class Phases(NullCallback):
+        def on_phase_start(self, phase, epochs):
+            phases.append((phase, epochs))
+
+    outcome = run_training(recipe, callback=Phases())
+    # After the training phases, "evaluate" says no more batches come (the GUI shows it).
+    assert phases == [("head", 1), ("finetune", 1), ("evaluate", 0)]
     card = outcome.card
     assert card.task == "multiclass" and card.labels == ["NORMAL", "PNEUMONIA"]
     assert card.training["split"] == "split given by the sources"

@@ -25,6 +25,7 @@ class EtaState:
     step: int
     steps: int
     phase: str
+    evaluating: bool = False  # training is over; the reports and the export are being written
 
 
 class EtaEstimator:
@@ -43,6 +44,7 @@ class EtaEstimator:
         self.step_seconds: float | None = None
         self.val_seconds = 0.0
         self._epoch_first_batch: float | None = None
+        self.evaluating = False
 
     @property
     def total_epochs(self) -> int:
@@ -56,6 +58,8 @@ class EtaEstimator:
 
     def epochs_left(self) -> int:
         """Epochs not yet finished, the one in progress included."""
+        if self.evaluating:
+            return 0
         if not self.phase:
             return max(0, self.total_epochs - self.epoch)
         return max(0, self.phase_remaining - self.phase_done) + self._later_epochs()
@@ -72,6 +76,10 @@ class EtaEstimator:
 
     # ---- events ----------------------------------------------------------------------
     def phase_started(self, phase: str, epochs: int) -> None:
+        if phase not in PHASE_ORDER:  # "evaluate": the epochs are over, the reports follow
+            self.phase, self.evaluating = phase, True
+            self.step = 0
+            return
         self.phase = phase
         self.phase_remaining = int(epochs)
         self.phase_done = 0
@@ -105,10 +113,10 @@ class EtaEstimator:
         done = self.total_epochs - self.epochs_left()
         fraction = min(1.0, max(0.0, (done + in_epoch) / total))
         left = None
-        if self.step_seconds is not None and self.steps:
+        if self.step_seconds is not None and self.steps and not self.evaluating:
             epochs_left = self.epochs_left()
             this_epoch = (self.steps - self.step) * self.step_seconds + self.val_seconds if epochs_left else 0.0
             later = max(0, epochs_left - 1) * (self.steps * self.step_seconds + self.val_seconds)
             left = this_epoch + later
         return EtaState(fraction, left, self.clock() - self.started, min(done + 1, total), total,
-                        self.step, self.steps, self.phase)
+                        self.step, self.steps, self.phase, self.evaluating)

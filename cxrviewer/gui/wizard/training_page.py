@@ -172,8 +172,12 @@ class TrainingPage(QWizardPage):
     # ---- progress -----------------------------------------------------------------------
     def _phase_started(self, phase: str, epochs: int) -> None:
         self.eta.phase_started(phase, epochs)
-        what = "output layer only, backbone frozen" if phase == "head" else "all layers"
-        self._message(f"phase {phase}: {epochs} epoch(s), {what}")
+        if phase == "evaluate":  # no batches from here on: nothing to pause or cancel
+            self.pause_button.setEnabled(False)
+            self.cancel_button.setEnabled(False)
+        else:
+            what = "output layer only, backbone frozen" if phase == "head" else "all layers"
+            self._message(f"phase {phase}: {epochs} epoch(s), {what}")
         self._show_eta()
 
     def _batch_ended(self, step: int, total: int) -> None:
@@ -211,12 +215,16 @@ class TrainingPage(QWizardPage):
         where = f"{phase} · epoch {s.epoch}/{s.total_epochs}"
         if s.steps:
             where += f" · batch {s.step}/{s.steps}"
-        if paused:
+        if s.evaluating:
+            where = ("Training done. Evaluating on the validation and test splits and writing the model "
+                     "(this part cannot be paused or cancelled)…")
+        elif paused:
             where = "Paused — " + where
         elif self.worker.cancel_requested:
             where = "Cancelling after this batch… — " + where
         self.status.setText(where)
-        left = "…" if s.seconds_left is None else f"~{format_duration(s.seconds_left)} left"
+        left = "evaluating" if s.evaluating else ("…" if s.seconds_left is None
+                                                   else f"~{format_duration(s.seconds_left)} left")
         self.eta_label.setText(f"{format_duration(s.elapsed)} elapsed · {left}")
 
     # ---- pause / cancel / resume ------------------------------------------------------------
