@@ -231,5 +231,20 @@ class TrainingWizard(QWizard):
         self._tasks.shutdown()
 
     def done(self, result: int) -> None:  # Cancel, Finish, Escape, window close
+        if self.training_running and not self._closing:
+            from PySide6.QtWidgets import QMessageBox
+
+            answer = QMessageBox.question(
+                self, "Stop training?", "Training is still running. Stop it and close the wizard?\n\n"
+                "Every finished epoch stays in the run folder's checkpoint: Resume an interrupted run… "
+                "continues it later.", QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                QMessageBox.StandardButton.No)
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+            # Close once the run has stopped at its next batch, without blocking the viewer.
+            self.worker.cancel()
+            self.hide()
+            self.worker.finished.connect(lambda: self.done(result))
+            return
         self.shutdown()
         super().done(result)
