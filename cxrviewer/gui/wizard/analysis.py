@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrviewer.gui.wizard.plan import CSV, FOLDERS, WizardPlan
+from cxrviewer.gui.wizard.plan import CSV, WizardPlan
 from cxrviewer.training.datasets import Dataset, DatasetError, from_class_folders
 from cxrviewer.training.recipe import RecipeError
 from cxrviewer.training.split import SPLITS, LeakageError, Split, SplitError, normalise_split_name

@@ -223,8 +223,8 @@ class ChecksPage(QWizardPage):
             return ds, [str(ds.paths[i]) for i in todo], bad, check
 
         wz.submit(job, on_result=lambda r: self._checked(gen, key, *r),
-                        on_error=lambda reason: self._failed(gen, reason),
-                        on_progress=lambda v: self._progress(gen, v))
+                  on_error=lambda reason: self._failed(gen, reason),
+                  on_progress=lambda v: self._progress(gen, v))
 
     def _progress(self, gen: int, value) -> None:
         if gen == self._gen:
@@ -240,11 +240,11 @@ class ChecksPage(QWizardPage):
         self.wz.job_done.emit("error")
 
     def _checked(self, gen: int, key: str, dataset, todo, bad, check: analysis.SplitCheck) -> None:
+        wz = self.wz
+        wz.checked_paths.update(todo)  # films read once stay known, even for a stale request
+        wz.unreadable_paths.update(bad)
         if gen != self._gen:
             return
-        wz = self.wz
-        wz.checked_paths.update(todo)
-        wz.unreadable_paths.update(bad)
         self.result, self.result_key = check, key
         wz.checks = check
         self.progress.hide()

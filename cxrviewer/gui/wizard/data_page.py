@@ -300,8 +300,8 @@ class DataPage(QWizardPage):
         self._inspect_gen += 1
         gen = self._inspect_gen
         self.wz.submit(lambda job, p: analysis.inspect_csv(p), path,
-                             on_result=lambda info: self._csv_read(gen, info),
-                             on_error=lambda reason: self._inspect_failed(gen, reason))
+                       on_result=lambda info: self._csv_read(gen, info),
+                       on_error=lambda reason: self._inspect_failed(gen, reason))
 
     def _csv_read(self, gen: int, info: analysis.CsvInfo) -> None:
         if gen != self._inspect_gen:
@@ -348,8 +348,8 @@ class DataPage(QWizardPage):
         self._inspect_gen += 1
         gen = self._inspect_gen
         self.wz.submit(lambda job, p: analysis.inspect_folders(p), Path(text),
-                             on_result=lambda info: self._folders_read(gen, info),
-                             on_error=lambda reason: self._inspect_failed(gen, reason))
+                       on_result=lambda info: self._folders_read(gen, info),
+                       on_error=lambda reason: self._inspect_failed(gen, reason))
 
     def _folders_read(self, gen: int, info: analysis.FolderInfo) -> None:
         if gen != self._inspect_gen:
@@ -420,8 +420,8 @@ class DataPage(QWizardPage):
         key = self.wz.data_key(plan)
         snapshot = copy.deepcopy(plan)
         self.wz.submit(lambda job, p: analysis.preview_data(p), snapshot,
-                             on_result=lambda pv: self._previewed(gen, key, pv),
-                             on_error=lambda reason: self._failed(gen, reason))
+                       on_result=lambda pv: self._previewed(gen, key, pv),
+                       on_error=lambda reason: self._failed(gen, reason))
 
     def _previewed(self, gen: int, key: str, pv: analysis.DataPreview) -> None:
         if gen != self._gen:

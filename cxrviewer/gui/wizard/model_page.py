@@ -340,8 +340,8 @@ class ModelPage(QWizardPage):
         self.estimate_label.setText(f"Measuring a few training batches of {plan.backbone} at {plan.input_size} px… "
                                     "(the first includes building the model)")
         self.wz.submit(lambda job: analysis.estimate_time(plan, checks.usable, {}, cancelled=lambda: job.cancelled),
-                             on_result=lambda est: self._estimated(gen, key, est),
-                             on_error=lambda reason: self._estimate_failed(gen, reason))
+                       on_result=lambda est: self._estimated(gen, key, est),
+                       on_error=lambda reason: self._estimate_failed(gen, reason))
 
     def _estimated(self, gen: int, key: str, est: analysis.TimeEstimate) -> None:
         if gen != self._gen:

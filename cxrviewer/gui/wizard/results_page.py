@@ -220,7 +220,7 @@ class ResultsPage(QWizardPage):
             return publish_model(source, target, overwrite=overwrite)
 
         self.wz.submit(job, on_result=lambda path: self._saved(Path(path), load),
-                             on_error=self._save_failed)
+                       on_error=self._save_failed)
 
     def _saved(self, path: Path, load: bool) -> None:
         self.saved_path = path
