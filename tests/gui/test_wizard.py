@@ -184,6 +184,7 @@ def test_wizard_trains_from_the_viewers_model_and_the_viewer_loads_the_result(
     result = cp.result
     assert result.leakage_ok and "Leakage check passed" in cp.leak_label.text()
     assert sum(c["images"] for c in result.counts.values()) == 80
+    assert "80 readable" in cp.films_label.text() and "112,040 label rows have no film" in cp.films_label.text()
     edema = next(p for p in result.problems if p.key == "untrainable:Edema")
     assert edema.severity == DECIDE and "no positive training film" in edema.text
     assert [f.caption for f in edema.fixes] == ["Drop Edema", "Keep it, marked untrained"]

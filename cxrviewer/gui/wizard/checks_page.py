@@ -249,9 +249,13 @@ class ChecksPage(QWizardPage):
         wz.checks = check
         self.progress.hide()
         n_bad = len(dataset) - (len(check.usable) if check.usable is not None else 0)
+        missing = ""
+        if dataset.report.missing or dataset.report.unlabelled:
+            missing = (f" Missing: {dataset.report.missing:,} label rows have no film, "
+                       f"{len(dataset.report.unlabelled):,} films have no label row (both skipped).")
         self.films_label.setText(f"<b>{len(dataset):,} films</b>: {len(dataset) - n_bad:,} readable"
                                  + (f", <span style='color:#ef6a5a'>{n_bad} cannot be read</span> "
-                                    "(left out of training):" if n_bad else "."))
+                                    "(left out of training, listed below)." if n_bad else ".") + missing)
         self.unreadable.clear()
         for p in dataset.paths:
             reason = wz.unreadable_paths.get(str(p))
