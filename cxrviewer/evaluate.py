@@ -312,6 +312,16 @@ def _wrap(text: str, width: int) -> list[str]:
     return textwrap.wrap(text, width) or [""]
 
 
+def _source_text(s: dict) -> str:
+    """One line saying what was evaluated: a results CSV against a labels CSV, or, for
+    in-memory evaluations (training splits), whatever the caller put in ``report.source``."""
+    if "results_file" in s:
+        return (f"Results: {Path(s['results_file']).name}: {s['films']} films, {s['error_rows']} could "
+                f"not be scored, {s['matched']} matched to labels, {s['unmatched']} without labels. "
+                f"Labels: {Path(s['labels_file']).name} ({s['labels_layout']} layout).")
+    return "Data: " + "; ".join(f"{k}: {v}" for k, v in s.items()) + "."
+
+
 def summary_markdown(report: EvaluationReport, png_names: dict[str, str] | None = None) -> str:
     s = report.source
     lines = [
@@ -321,10 +331,7 @@ def summary_markdown(report: EvaluationReport, png_names: dict[str, str] | None 
         "",
     ]
     if s:
-        lines.append(f"- Results: `{Path(s['results_file']).name}`: {s['films']} films, "
-                     f"{s['error_rows']} could not be scored, {s['matched']} matched to labels, "
-                     f"{s['unmatched']} without labels.")
-        lines.append(f"- Labels: `{Path(s['labels_file']).name}` ({s['labels_layout']} layout).")
+        lines.append(f"- {_source_text(s)}")
     lines += [
         f"- Cases evaluated: {report.n_cases}; task: {report.task}.",
         f"- {round(report.ci_level * 100)}% confidence intervals: percentile bootstrap over cases, "
@@ -373,9 +380,7 @@ def summary_html(report: EvaluationReport, png_names: dict[str, str] | None = No
              f"resamples, seed {report.seed}.",
              f"Operating thresholds: {e(report.threshold_note or 'as given')}"]
     if s:
-        facts.insert(0, f"Results: {e(Path(s['results_file']).name)}: {s['films']} films, {s['error_rows']} could "
-                        f"not be scored, {s['matched']} matched to labels, {s['unmatched']} without labels. "
-                        f"Labels: {e(Path(s['labels_file']).name)} ({e(s['labels_layout'])} layout).")
+        facts.insert(0, e(_source_text(s)))
     parts = [
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\">",
         f"<title>ROC evaluation: {e(report.model_identity or 'unknown model')}</title>",
