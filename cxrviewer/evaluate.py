@@ -10,7 +10,6 @@ PNG per class, ``roc_overview.png``, ``summary.md`` and ``summary.html``, each a
 from __future__ import annotations
 
 import csv
-import hashlib
 import html
 import io
 import re
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from cxrviewer import NOT_FOR_DIAGNOSIS
-from cxrviewer.fsutil import atomic_path, write_json_atomic, write_text_atomic
+from cxrviewer.fsutil import atomic_path, file_sha256, write_json_atomic, write_text_atomic
 from cxrviewer.labels import LabelFileError, read_label_table
 from cxrviewer.metrics import DEFAULT_BOOTSTRAP, DEFAULT_SEED, EvaluationReport, evaluate
 from cxrviewer.results import ResultsFileError, ResultsTable, read_results
@@ -43,14 +42,6 @@ class ThresholdChoice:
     note: str
     task: str | None = None  # the card's task when a card was found
     warnings: list[str] = field(default_factory=list)
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def choose_thresholds(results: ResultsTable, model_path: str | Path | None = None) -> ThresholdChoice:

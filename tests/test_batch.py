@@ -11,7 +11,7 @@ import pytest
 
 from cxrviewer.batch import ScoreError, ScoreProgress, score_folder
 from cxrviewer.io import load_film
-from cxrviewer.model.loading import file_sha256
+from cxrviewer.fsutil import file_sha256
 from cxrviewer.overlay import overlay_path
 from cxrviewer.results import read_results, result_header
 from cxrviewer.shards import in_shard, merge_results, shard_of

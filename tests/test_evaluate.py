@@ -14,7 +14,8 @@ from sklearn.metrics import confusion_matrix, roc_auc_score
 import cxrviewer.resources
 from cxrviewer import NOT_FOR_DIAGNOSIS
 from cxrviewer.cli import main as cli_main
-from cxrviewer.evaluate import OPTIMISTIC_NOTE, evaluate_results, file_sha256, write_report
+from cxrviewer.evaluate import OPTIMISTIC_NOTE, evaluate_results, write_report
+from cxrviewer.fsutil import file_sha256
 from cxrviewer.findings import CXR14_LABELS
 from cxrviewer.model.card import ModelCard, Preprocess, card_path_for
 from cxrviewer.results import format_row, status_error, status_warning, write_results

@@ -10,7 +10,8 @@ import pytest
 
 from cxrviewer.model import ModelLoadError, load_model, save_model
 from cxrviewer.model.card import ModelCardError, card_path_for
-from cxrviewer.model.loading import file_sha256, to_mixed_precision
+from cxrviewer.fsutil import file_sha256
+from cxrviewer.model.loading import to_mixed_precision
 from tests.model_helpers import make_tiny_model, tiny_card
 
 LABELS = ["Atelectasis", "Effusion", "Mass"]
