@@ -294,15 +294,14 @@ def _score_batch(batch, folder, predictor, log, gradcam_root, done_before):
 def _explain_and_draw(item, rel, predictor, gradcam_root):
     """Probabilities and Grad-CAM of the top findings (one forward pass) -> overlay PNG.
 
-    Returns (Prediction, overlay path or None, problem text or None). The top findings are
-    the most probable ``GRADCAM_TOP_K`` labels that are above their threshold, else the most
-    probable label alone.
+    Returns (Prediction, overlay path or None, problem text or None). The findings mapped
+    are up to ``GRADCAM_TOP_K`` calls (above threshold), most probable first, whatever their
+    rank among all labels; else the most probable label alone.
     """
-    from cxrviewer.overlay import overlay_path, write_overlay
+    from cxrviewer.overlay import choose_findings, overlay_path, write_overlay
 
-    pred, maps = predictor.explain(item.film, top_k=GRADCAM_TOP_K)
-    top = [lab for lab, _ in pred.top(GRADCAM_TOP_K)]
-    chosen = [lab for lab in top if lab in pred.calls] or top[:1]
+    pred, maps = predictor.explain(item.film, choose=lambda p: choose_findings(p, GRADCAM_TOP_K))
+    chosen = list(maps)
     findings = [(lab, pred.probabilities[lab], maps[lab], lab in pred.calls) for lab in chosen]
     target = overlay_path(gradcam_root, rel)
     try:

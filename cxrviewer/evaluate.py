@@ -10,7 +10,6 @@ PNG per class, ``roc_overview.png``, ``summary.md`` and ``summary.html``, each a
 from __future__ import annotations
 
 import csv
-import hashlib
 import html
 import io
 import re
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from cxrviewer import NOT_FOR_DIAGNOSIS
-from cxrviewer.fsutil import atomic_path, write_json_atomic, write_text_atomic
+from cxrviewer.fsutil import atomic_path, file_sha256, write_json_atomic, write_text_atomic
 from cxrviewer.labels import LabelFileError, read_label_table
 from cxrviewer.metrics import DEFAULT_BOOTSTRAP, DEFAULT_SEED, EvaluationReport, evaluate
 from cxrviewer.results import ResultsFileError, ResultsTable, read_results
@@ -43,14 +42,6 @@ class ThresholdChoice:
     note: str
     task: str | None = None  # the card's task when a card was found
     warnings: list[str] = field(default_factory=list)
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def choose_thresholds(results: ResultsTable, model_path: str | Path | None = None) -> ThresholdChoice:
@@ -312,6 +303,16 @@ def _wrap(text: str, width: int) -> list[str]:
     return textwrap.wrap(text, width) or [""]
 
 
+def _source_text(s: dict) -> str:
+    """One line saying what was evaluated: a results CSV against a labels CSV, or, for
+    in-memory evaluations (training splits), whatever the caller put in ``report.source``."""
+    if "results_file" in s:
+        return (f"Results: {Path(s['results_file']).name}: {s['films']} films, {s['error_rows']} could "
+                f"not be scored, {s['matched']} matched to labels, {s['unmatched']} without labels. "
+                f"Labels: {Path(s['labels_file']).name} ({s['labels_layout']} layout).")
+    return "Data: " + "; ".join(f"{k}: {v}" for k, v in s.items()) + "."
+
+
 def summary_markdown(report: EvaluationReport, png_names: dict[str, str] | None = None) -> str:
     s = report.source
     lines = [
@@ -321,10 +322,7 @@ def summary_markdown(report: EvaluationReport, png_names: dict[str, str] | None 
         "",
     ]
     if s:
-        lines.append(f"- Results: `{Path(s['results_file']).name}`: {s['films']} films, "
-                     f"{s['error_rows']} could not be scored, {s['matched']} matched to labels, "
-                     f"{s['unmatched']} without labels.")
-        lines.append(f"- Labels: `{Path(s['labels_file']).name}` ({s['labels_layout']} layout).")
+        lines.append(f"- {_source_text(s)}")
     lines += [
         f"- Cases evaluated: {report.n_cases}; task: {report.task}.",
         f"- {round(report.ci_level * 100)}% confidence intervals: percentile bootstrap over cases, "
@@ -373,9 +371,7 @@ def summary_html(report: EvaluationReport, png_names: dict[str, str] | None = No
              f"resamples, seed {report.seed}.",
              f"Operating thresholds: {e(report.threshold_note or 'as given')}"]
     if s:
-        facts.insert(0, f"Results: {e(Path(s['results_file']).name)}: {s['films']} films, {s['error_rows']} could "
-                        f"not be scored, {s['matched']} matched to labels, {s['unmatched']} without labels. "
-                        f"Labels: {e(Path(s['labels_file']).name)} ({e(s['labels_layout'])} layout).")
+        facts.insert(0, e(_source_text(s)))
     parts = [
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\">",
         f"<title>ROC evaluation: {e(report.model_identity or 'unknown model')}</title>",

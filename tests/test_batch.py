@@ -11,7 +11,7 @@ import pytest
 
 from cxrviewer.batch import ScoreError, ScoreProgress, score_folder
 from cxrviewer.io import load_film
-from cxrviewer.model.loading import file_sha256
+from cxrviewer.fsutil import file_sha256
 from cxrviewer.overlay import overlay_path
 from cxrviewer.results import read_results, result_header
 from cxrviewer.shards import in_shard, merge_results, shard_of
@@ -245,3 +245,14 @@ def test_gradcam_dir_inside_the_folder_is_not_scored(film_folder, predictor, tmp
     summary = score_folder(folder, out, predictor, gradcam_dir=folder / "cams")
     assert summary.done == 0 and summary.skipped == len(list(folder.glob("*.png")))
     assert not any("cams/" in p for p in read_results(out).paths)
+
+
+def test_overlay_maps_calls_whatever_their_rank_else_the_top_label():
+    from cxrviewer.model.predictor import Prediction
+    from cxrviewer.overlay import choose_findings
+
+    probs = {"A": 0.9, "B": 0.8, "C": 0.7, "D": 0.6, "E": 0.1}
+    # D and E are calls (low thresholds) though four labels outrank E.
+    assert choose_findings(Prediction(None, probs, ["D", "E"]), top_k=3) == ["D", "E"]
+    assert choose_findings(Prediction(None, probs, ["E", "D", "C", "B"]), top_k=3) == ["B", "C", "D"]
+    assert choose_findings(Prediction(None, probs, []), top_k=3) == ["A"]

@@ -14,7 +14,8 @@ from sklearn.metrics import confusion_matrix, roc_auc_score
 import cxrviewer.resources
 from cxrviewer import NOT_FOR_DIAGNOSIS
 from cxrviewer.cli import main as cli_main
-from cxrviewer.evaluate import OPTIMISTIC_NOTE, evaluate_results, file_sha256, write_report
+from cxrviewer.evaluate import OPTIMISTIC_NOTE, evaluate_results, write_report
+from cxrviewer.fsutil import file_sha256
 from cxrviewer.findings import CXR14_LABELS
 from cxrviewer.model.card import ModelCard, Preprocess, card_path_for
 from cxrviewer.results import format_row, status_error, status_warning, write_results
@@ -276,3 +277,17 @@ def test_write_report_for_in_memory_evaluation(tmp_path):
     assert "Hernia: not estimable (no positive case among 60" in md and NOT_FOR_DIAGNOSIS in md
     assert json.loads(written["json"].read_text())["source"] == {}
     assert written["png:overview"].is_file() and written["png:Effusion"].is_file()
+
+
+def test_in_memory_report_describes_its_own_data_source(tmp_path):
+    """A training split is not a results CSV: its source dict is written as given."""
+    from cxrviewer.metrics import evaluate
+
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, (40, 1)).astype(float)
+    r = evaluate(y, rng.random((40, 1)), ["Effusion"], n_bootstrap=10)
+    r.source = {"split": "validation", "films": 40, "patients": 31}
+    written = write_report(r, tmp_path / "val")
+    assert "Data: split: validation; films: 40; patients: 31." in written["markdown"].read_text()
+    assert "Data: split: validation; films: 40; patients: 31." in written["html"].read_text()
+    assert json.loads(written["json"].read_text())["source"]["patients"] == 31

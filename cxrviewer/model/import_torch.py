@@ -28,7 +28,6 @@ logits against torch on real films.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import re
@@ -40,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from cxrviewer import NOT_FOR_DIAGNOSIS, __version__
-from cxrviewer.fsutil import write_json_atomic
+from cxrviewer.fsutil import file_sha256, write_json_atomic
 from cxrviewer.model.card import ModelCard, Preprocess, card_path_for
 from cxrviewer.model.torch_checkpoint import CheckpointError, read_checkpoint
 
@@ -418,14 +417,6 @@ def dead_outputs(net: dict[str, np.ndarray], labels) -> list[str]:
 
 
 # ---- the card -------------------------------------------------------------------------------
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def make_card(preset: Preset, name: str, checkpoint: Path, sha256: str, layout: str, net: dict,
               calibration: XrvCalibration | None, gradcam_layer: str) -> ModelCard:
     labels = list(preset.labels)
@@ -568,7 +559,7 @@ def import_checkpoint(checkpoint: str | Path, preset: str, out_dir: str | Path, 
 
     model = build_keras_densenet121(len(spec.labels), spec.channels)
     load_densenet121_weights(model, net, checkpoint)
-    card = make_card(spec, name, checkpoint, sha256_of(checkpoint), ckpt.layout, net, calibration,
+    card = make_card(spec, name, checkpoint, file_sha256(checkpoint), ckpt.layout, net, calibration,
                      default_gradcam_layer("densenet121"))
     card.validate(card_path.name)
     from cxrviewer.model.loading import check_model_matches_card

@@ -10,12 +10,11 @@ second guard. Legacy ``.h5`` model files are refused outright: they can carry pi
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import zipfile
 from pathlib import Path
 
-from cxrviewer.fsutil import atomic_path
+from cxrviewer.fsutil import atomic_path, file_sha256
 from cxrviewer.model.card import ModelCard, ModelCardError, card_path_for
 
 HOW_TO_GET_A_MODEL = (
@@ -51,14 +50,6 @@ _MAX_CONFIG_BYTES = 64 * 1024 * 1024
 
 class ModelLoadError(Exception):
     """The model cannot be used; ``str(err)`` is one line naming the file and the reason."""
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _refusal(obj: dict) -> str | None:

@@ -191,10 +191,12 @@ class Predictor:
                                           self.card.input_size, self.card.input_channels)
         return self._gradcam
 
-    def explain(self, film, labels: Sequence[str] | None = None, top_k: int = 3):
+    def explain(self, film, labels: Sequence[str] | None = None, top_k: int = 3, choose=None):
         """Probabilities and Grad-CAM maps from one forward pass.
 
-        labels: which findings to map; None maps the ``top_k`` most probable active labels.
+        labels: which findings to map; None maps the ``top_k`` most probable active labels,
+        or, with ``choose`` (a function Prediction -> labels), the labels it picks once the
+        probabilities are known (e.g. every call, whatever its rank).
         Returns (Prediction, {label: float32 map in 0..1 with the film's shape}).
         """
         from cxrviewer.model.gradcam import to_film
@@ -207,7 +209,9 @@ class Predictor:
         with self._lock:
             probs, cams = self._engine()(x, idx)
         prediction = self.to_prediction(film, probs)
-        if labels is None:
+        if labels is None and choose is not None:
+            chosen = list(choose(prediction))
+        elif labels is None:
             chosen = [lab for lab, _ in prediction.top(top_k)]
         else:
             chosen = wanted

@@ -68,7 +68,7 @@ def evaluate_splits(model, val_ds, test_ds, labels: Sequence[str], task: str, ou
     thresholds = thresholds_from_validation(val, labels)
     val.threshold_note = f"thresholds: {thresholds.rule}"
     val.model_name = model_name
-    # report.source stays empty: write_report reads it as a results-CSV description.
+    val.source = {"split": "validation", "films": len(y)}
     write_report(val, out_dir / "validation")
     test = None
     if test_ds is not None:
@@ -78,5 +78,6 @@ def evaluate_splits(model, val_ds, test_ds, labels: Sequence[str], task: str, ou
                             threshold_source="validation Youden", n_bootstrap=n_bootstrap, seed=seed)
             test.threshold_note = f"thresholds from the validation split ({thresholds.rule})"
             test.model_name = model_name
+            test.source = {"split": "test", "films": len(y)}
             write_report(test, out_dir / "test")
     return val, test, thresholds

@@ -153,6 +153,23 @@ def test_explain_matches_predict_and_gradcam(tiny_predictor, nih_films):
     assert np.abs(a - b).max() > 1e-3
 
 
+def test_explain_choose_maps_labels_picked_after_the_forward_pass(tiny_predictor, nih_films):
+    """``choose`` sees the probabilities first, so a label ranked last can still be mapped."""
+    film = nih_films[2]
+    plain = tiny_predictor.predict([film])[0]
+    last = plain.top(len(plain.probabilities))[-1][0]
+    seen = []
+
+    def pick(prediction):
+        seen.append(prediction)
+        return [last]
+
+    pred, maps = tiny_predictor.explain(film, choose=pick)
+    assert list(maps) == [last] and maps[last].shape == film.pixels.shape
+    assert seen and seen[0].probabilities == pytest.approx(plain.probabilities, abs=1e-5)
+    np.testing.assert_allclose(tiny_predictor.gradcam(film, last), maps[last], atol=1e-5)
+
+
 def test_explain_on_densenet121(tmp_path, nih_films):
     """The method's architecture: target ``relu`` after the last dense block."""
     from cxrviewer.findings import CXR14_LABELS

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from cxrviewer.cli import main as cli_main
+from cxrviewer.fsutil import file_sha256
 from cxrviewer.model.card import ModelCard, card_path_for
 from cxrviewer.model.import_torch import (
     CHEXNET_LABELS,
@@ -30,7 +31,6 @@ from cxrviewer.model.import_torch import (
     import_checkpoint,
     make_card,
     normalise_keys,
-    sha256_of,
     xrv_calibration,
 )
 from cxrviewer.model.torch_checkpoint import CheckpointError
@@ -194,7 +194,7 @@ def test_xrv_card_takes_calibration_from_the_checkpoint(torch_imports):
     for lab, thr in zip(XRV_LABELS, NIH.op_threshs):
         if math.isfinite(thr):
             assert card.thresholds[lab] == pytest.approx(thr, rel=1e-6)
-    assert card.source["sha256"] == sha256_of(ckpt) and card.source["file"] == "weights.pt"
+    assert card.source["sha256"] == file_sha256(ckpt) and card.source["file"] == "weights.pt"
     assert card.source["weights_name"] == "densenet121-res224-nih"
     assert card.gradcam_layer == "relu"
     assert set(card.metrics["validation_auroc"].values()) == {None}
@@ -211,7 +211,7 @@ def test_chexnet_card(torch_imports):
     assert card.input_channels == 3
     assert card.preprocess.mean == [0.485, 0.456, 0.406] and card.preprocess.std == [0.229, 0.224, 0.225]
     assert set(card.thresholds.values()) == {0.5} and "0.5" in card.threshold_rule
-    assert card.source["sha256"] == sha256_of(ckpt) and "legacy" in card.source["format"]
+    assert card.source["sha256"] == file_sha256(ckpt) and "legacy" in card.source["format"]
 
 
 # ---- checkpoints written without torch ------------------------------------------------------
@@ -281,14 +281,14 @@ def test_cli_imports_once_and_never_overwrites(tmp_path, capsys):
     assert set(card.untrained_labels) == set(never) | {"Atelectasis"}
     assert card.thresholds["Pneumothorax"] == pytest.approx(CHEX.op_threshs[3])
     assert "inferred from the file name" in card.threshold_rule
-    assert card.source["sha256"] == sha256_of(ckpt)
+    assert card.source["sha256"] == file_sha256(ckpt)
 
-    before = (sha256_of(model_path), card_path.read_bytes())
+    before = (file_sha256(model_path), card_path.read_bytes())
     capsys.readouterr()
     assert cli_main(args) == 2
     err = capsys.readouterr().err.strip()
     assert "already exists" in err and "\n" not in err
-    assert (sha256_of(model_path), card_path.read_bytes()) == before
+    assert (file_sha256(model_path), card_path.read_bytes()) == before
 
 
 def test_existing_card_alone_blocks_the_import(tmp_path, capsys):

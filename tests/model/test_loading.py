@@ -10,7 +10,8 @@ import pytest
 
 from cxrviewer.model import ModelLoadError, load_model, save_model
 from cxrviewer.model.card import ModelCardError, card_path_for
-from cxrviewer.model.loading import file_sha256, to_mixed_precision
+from cxrviewer.fsutil import file_sha256
+from cxrviewer.model.loading import to_mixed_precision
 from tests.model_helpers import make_tiny_model, tiny_card
 
 LABELS = ["Atelectasis", "Effusion", "Mass"]
@@ -26,6 +27,16 @@ def small_model(middle=None, n_out=3, activation="sigmoid"):
     x = layers.Conv2D(4, 3, activation="relu", name="features")(x)
     x = layers.GlobalAveragePooling2D()(x)
     return keras.Model(inp, layers.Dense(n_out, activation=activation, name="predictions")(x))
+
+
+def rewrite_keras_file(path, edit) -> None:
+    """Apply ``edit`` to the {member name: bytes} of a .keras zip, as a tampered file would be."""
+    with zipfile.ZipFile(path) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    edit(members)
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
 
 
 def one_line(err) -> str:
@@ -121,42 +132,40 @@ def test_unregistered_custom_object_is_refused(tmp_path):
 def test_tampered_config_pointing_at_other_modules_is_refused(tmp_path):
     """A config naming ``os``/``subprocess`` never reaches Keras's deserializer."""
     path = make_tiny_model(tmp_path, LABELS)
-    with zipfile.ZipFile(path) as zf:
-        members = {n: zf.read(n) for n in zf.namelist()}
-    config = json.loads(members["config.json"])
-    dense = config["config"]["layers"][-1]
-    dense["config"]["kernel_initializer"] = {"module": "subprocess", "class_name": "function",
-                                             "config": "run", "registered_name": "function"}
-    members["config.json"] = json.dumps(config).encode()
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
+
+    def point_at_subprocess(members):
+        config = json.loads(members["config.json"])
+        dense = config["config"]["layers"][-1]
+        dense["config"]["kernel_initializer"] = {"module": "subprocess", "class_name": "function",
+                                                 "config": "run", "registered_name": "function"}
+        members["config.json"] = json.dumps(config).encode()
+
+    rewrite_keras_file(path, point_at_subprocess)
     with pytest.raises(ModelLoadError, match="from module 'subprocess'"):
         load_model(path)
 
 
 def test_python_lambda_marker_is_refused(tmp_path):
     path = make_tiny_model(tmp_path, LABELS)
-    with zipfile.ZipFile(path) as zf:
-        members = {n: zf.read(n) for n in zf.namelist()}
-    config = json.loads(members["config.json"])
-    config["config"]["layers"][-1]["config"]["activation"] = {"class_name": "__lambda__", "config": {"value": "AAAA"}}
-    members["config.json"] = json.dumps(config).encode()
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
+
+    def lambda_activation(members):
+        config = json.loads(members["config.json"])
+        config["config"]["layers"][-1]["config"]["activation"] = {"class_name": "__lambda__",
+                                                                  "config": {"value": "AAAA"}}
+        members["config.json"] = json.dumps(config).encode()
+
+    rewrite_keras_file(path, lambda_activation)
     with pytest.raises(ModelLoadError, match="a Python lambda"):
         load_model(path)
 
 
 def test_damaged_weights_are_a_clear_error(tmp_path):
     path = make_tiny_model(tmp_path, LABELS)
-    with zipfile.ZipFile(path) as zf:
-        members = {n: zf.read(n) for n in zf.namelist()}
-    members["model.weights.h5"] = members["model.weights.h5"][:200]
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
+
+    def truncate_weights(members):
+        members["model.weights.h5"] = members["model.weights.h5"][:200]
+
+    rewrite_keras_file(path, truncate_weights)
     with pytest.raises(ModelLoadError, match="tiny.keras: cannot load the model"):
         load_model(path)
 

@@ -80,7 +80,9 @@ def test_end_to_end_run_exports_a_model_that_loads_with_its_evaluation(tmp_path,
         assert card.metrics["validation_auroc"][c["label"]] == c["auroc"]
         if c["youden_threshold"] is not None:
             assert card.thresholds[c["label"]] == pytest.approx(c["youden_threshold"], abs=1e-6)
+    assert report["source"] == {"split": "validation", "films": report["n_cases"]}
     test_report = json.loads((out / "report" / "test" / "report.json").read_text())
+    assert test_report["source"]["split"] == "test"
     assert all(c["threshold_source"] in ("validation Youden", None) for c in test_report["classes"])
     assert (out / "report" / "test" / "per_class.csv").exists()
     assert (out / "report" / "validation" / "roc_overview.png").stat().st_size > 1000
