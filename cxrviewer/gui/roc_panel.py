@@ -145,9 +145,11 @@ class RocPanel(QWidget):
         if report.threshold_note:
             notes.append("Operating points (dots): " + report.threshold_note)
         src = report.source or {}
-        if src:
+        if "matched" in src:  # a results CSV against a labels CSV
             notes.append(f"{src.get('matched', '?')} of {src.get('films', '?')} films matched a label row; "
                          f"{src.get('error_rows', 0)} could not be scored.")
+        elif src:  # an in-memory evaluation (e.g. a training split) says what it describes
+            notes.append("Data: " + "; ".join(f"{k}: {v}" for k, v in src.items()) + ".")
         notes += list(report.warnings)
         not_est = [c.label for c in report.classes if not c.estimable]
         if not_est:

@@ -242,6 +242,7 @@ def test_wizard_trains_from_the_viewers_model_and_the_viewer_loads_the_result(
     rp = wz.results_page
     val = outcome.reports["validation"]
     assert rp.roc.report is val and rp.ops.rowCount() == len(card.labels) == 4
+    assert "Data: split: validation; films: 9." in rp.roc.notes.text() and "?" not in rp.roc.notes.text()
     assert card.metrics["validation_auroc"] == {c.label: c.auroc for c in val.classes}
     assert card.metrics["validation_mean_auroc"] == val.mean_auroc
     for c in val.classes:
