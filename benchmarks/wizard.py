@@ -136,6 +136,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--films", type=int, default=300)
     ap.add_argument("--skip-densenet", action="store_true")
+    ap.add_argument("--skip-tiny", action="store_true")
     args = ap.parse_args()
     print(f"cxrviewer wizard benchmark · {os.cpu_count()} CPUs · load average {os.getloadavg()[0]:.2f}", flush=True)
     from PySide6.QtWidgets import QApplication
@@ -153,7 +154,8 @@ def main() -> int:
         win = _window(model, folder)
         win.start()
         _wait(app, lambda: win.views_built and win.state.model.ready)
-        run_case(app, win, folder, tmp, "tiny 64 px", "tiny", 64, 16, 0, 3)
+        if not args.skip_tiny:
+            run_case(app, win, folder, tmp, "tiny 64 px", "tiny", 64, 16, 0, 3)
         if not args.skip_densenet:
             run_case(app, win, folder, tmp, "DenseNet121 128 px", "densenet121", 128, 8, 6, 2)
         win.close()

@@ -17,7 +17,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -227,7 +226,7 @@ def test_wizard_trains_from_the_viewers_model_and_the_viewer_loads_the_result(
         assert not wz.button(QWizard.WizardButton.BackButton).isEnabled()  # no Back while it runs
     outcome = finished.args[0]
     assert outcome is not None and outcome.stopped == "completed", wz.training_page.failure
-    assert wz.worker.thread_ident not in (None, threading.main_thread().ident)
+    assert wz.worker.child_pid not in (None, os.getpid())  # TensorFlow trained in its own process
     assert [h["phase"] for h in outcome.history] == ["head", "finetune"]
     assert phases == ["head", "finetune", "evaluate"]
     tp = wz.training_page
@@ -474,6 +473,36 @@ def test_opening_the_wizard_leaves_tensorflow_unimported(tmp_path):
                          text=True, timeout=120, env={**os.environ, "HOME": str(tmp_path)})
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_the_training_process_side_imports_no_qt_and_reports_its_end(tmp_path):
+    """The child process (TensorFlow's home) loads no Qt; a job it cannot run, or a child
+    that dies, ends with one clear error, never a hang."""
+    from cxrviewer.gui.wizard.child import ChildRun
+
+    code = "import sys, cxrviewer.gui.wizard.child, cxrviewer.gui.wizard.analysis; print('PySide6' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.split() == ["False"], out.stderr
+    with pytest.raises(RuntimeError, match="unknown job kind 'nonsense'"):
+        ChildRun("nonsense", ()).result()
+    run = ChildRun("nonsense", ())
+    run.terminate()
+    last = [m for m in run.messages() if m is not None][-1]
+    assert last[0] == "error" and ("stopped unexpectedly" in last[1] or "unknown job kind" in last[1])
+
+
+def test_no_full_collections_inside_and_restored_after():
+    import gc
+
+    from cxrviewer.gui.wizard.gcpace import NEVER, no_full_collections
+
+    before = gc.get_threshold()
+    with no_full_collections():
+        with no_full_collections():  # nested (two jobs): still off
+            assert gc.get_threshold() == (before[0], before[1], NEVER)
+        assert gc.get_threshold()[2] == NEVER
+    assert gc.get_threshold() == before
 
 
 # ---- the Qt-free parts -----------------------------------------------------------------------------

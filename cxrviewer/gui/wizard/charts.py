@@ -29,7 +29,10 @@ def _plot(title: str) -> pg.PlotWidget:
     w.setMouseEnabled(x=False, y=False)
     w.setMinimumSize(220, 160)
     w.getPlotItem().setTitle(title, size="9pt")
-    w.getPlotItem().showGrid(x=True, y=False, alpha=0.15)
+    # No grid: pyqtgraph draws it with the axes, and it made every repaint of a chart cost
+    # ~20 ms instead of ~5 (measured in the wizard benchmark); the axes' ticks suffice.
+    # Ranges are set explicitly, not auto-ranged: auto-ranging repaints a chart twice.
+    w.getPlotItem().getViewBox().disableAutoRange()
     return w
 
 
@@ -97,10 +100,11 @@ class TrainingCurves(QWidget):
         self.loss = _plot("Loss")
         self.auroc = _plot("Validation AUROC (mean over classes)")
         for p in (self.loss, self.auroc):
-            p.getPlotItem().showGrid(x=True, y=True, alpha=0.15)
             p.getPlotItem().setLabel("bottom", "epoch")
         self.loss.getPlotItem().addLegend(offset=(-4, 4), labelTextSize="8pt")
-        self.auroc.getPlotItem().setYRange(0.4, 1.0, padding=0.02)
+        self.auroc.getPlotItem().setYRange(0.4, 1.0, padding=0)
+        self.loss.getPlotItem().setXRange(0.5, 1.5, padding=0)
+        self.auroc.getPlotItem().setXRange(0.5, 1.5, padding=0)
         self.train_curve = self.loss.plot([], [], pen=pg.mkPen(TRAIN_COLOUR, width=2), symbol="o", symbolSize=5,
                                           symbolBrush=TRAIN_COLOUR, name="training")
         self.val_curve = self.loss.plot([], [], pen=pg.mkPen(VALIDATION_COLOUR, width=2), symbol="o", symbolSize=5,
@@ -117,6 +121,8 @@ class TrainingCurves(QWidget):
         self.epochs: list[dict] = []
 
     def clear(self) -> None:
+        if not self.epochs and not self.phase_lines:
+            return  # nothing drawn: no repaint
         self.epochs = []
         for line in self.phase_lines:
             self.loss.removeItem(line)
@@ -147,8 +153,17 @@ class TrainingCurves(QWidget):
         step = max(1, math.ceil(last / 10))  # whole epochs on the axis
         for p in (self.loss, self.auroc):
             p.getPlotItem().getAxis("bottom").setTickSpacing(major=step, minor=step)
-        self.train_curve.setData(*self._xy(self.epochs, "loss"))
-        self.val_curve.setData(*self._xy(self.epochs, "val_loss"))
-        self.auroc_curve.setData(*self._xy(self.epochs, "val_auroc"))
+            p.getPlotItem().setXRange(0.5, last + 0.5, padding=0)
+        train, val, auroc = (self._xy(self.epochs, k) for k in ("loss", "val_loss", "val_auroc"))
+        self.train_curve.setData(*train)
+        self.val_curve.setData(*val)
+        self.auroc_curve.setData(*auroc)
+        losses = train[1] + val[1]
+        if losses:
+            lo, hi = min(losses), max(losses)
+            pad = max((hi - lo) * 0.08, abs(hi) * 0.02, 1e-3)
+            self.loss.getPlotItem().setYRange(lo - pad, hi + pad, padding=0)
+        low = min([0.4] + [a - 0.03 for a in auroc[1]])
+        self.auroc.getPlotItem().setYRange(max(0.0, low), 1.0, padding=0)
         best = [e for e in self.epochs if e.get("best") and e.get("val_auroc") is not None]
         self.best_marker.setData([best[-1]["epoch"]] if best else [], [best[-1]["val_auroc"]] if best else [])

@@ -1,13 +1,13 @@
-"""Full garbage collections at chosen moments while the wizard's background work runs (no Qt).
+"""No full garbage collections while a wizard job allocates heavily (no Qt).
 
 CPython's full (generation 2) collection walks every tracked object that is not frozen
 and holds the GIL throughout, on whichever thread happens to allocate. Reading the
-112,120-row NIH CSV (a list per row) or drawing the report's figures allocates quickly
-enough to trigger several of them over a large heap: measured on this 2-core machine,
-60-300 ms each, and the window cannot repaint meanwhile. Inside ``no_full_collections``
-only the young generations are collected automatically (their size is bounded, so each
-pass is short); the old generation waits for ``collect_now``, which the training thread
-calls once per epoch and once at the end of a run, when little new is alive.
+112,120-row NIH CSV (one list per row) allocates fast enough to trigger several over a
+growing heap: measured on this 2-core machine, 60-250 ms each, and the window cannot
+repaint meanwhile. Inside ``no_full_collections`` only the young generations are
+collected automatically (each pass is short: their size is bounded); the rows are freed
+by reference counting when the reader returns, and the old generation is collected
+later as usual.
 """
 
 from __future__ import annotations
@@ -39,8 +39,3 @@ def no_full_collections():
             if _depth == 0 and _saved is not None:
                 gc.set_threshold(*_saved)
                 _saved = None
-
-
-def collect_now() -> int:
-    """A full collection now, from the calling (worker) thread; returns what it freed."""
-    return gc.collect()

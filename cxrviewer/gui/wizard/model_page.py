@@ -339,7 +339,13 @@ class ModelPage(QWizardPage):
         self.measure_button.setEnabled(False)
         self.estimate_label.setText(f"Measuring a few training batches of {plan.backbone} at {plan.input_size} px… "
                                     "(the first includes building the model)")
-        self.wz.submit(lambda job: analysis.estimate_time(plan, checks.usable, {}, cancelled=lambda: job.cancelled),
+        def job(j):
+            # TensorFlow (model build, graph tracing) in a child process, as for training.
+            from cxrviewer.gui.wizard.child import ChildRun
+
+            return ChildRun("estimate", (plan, checks.usable)).result(cancelled=lambda: j.cancelled)
+
+        self.wz.submit(job,
                        on_result=lambda est: self._estimated(gen, key, est),
                        on_error=lambda reason: self._estimate_failed(gen, reason))
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QWizard
 
-from cxrviewer.gui.wizard import analysis
+from cxrviewer.gui.wizard import analysis, gcpace
 from cxrviewer.gui.wizard.checks_page import ChecksPage
 from cxrviewer.gui.wizard.data_page import DataPage
 from cxrviewer.gui.wizard.model_page import ModelPage
@@ -147,7 +147,8 @@ class TrainingWizard(QWizard):
             if not getattr(TrainingWizard._niced, "done", False):
                 lower_thread_priority(self.NICE)
                 TrainingWizard._niced.done = True
-            return fn(j, *a)
+            with gcpace.no_full_collections():  # e.g. a 112,120-row CSV, freed by refcount after
+                return fn(j, *a)
 
         return self._tasks.submit(job, *args, **callbacks)
 
@@ -227,7 +228,9 @@ class TrainingWizard(QWizard):
         self._closing = True
         if self.worker is not None:
             self.worker.cancel()
-            self.worker.wait(wait_ms)
+            if not self.worker.wait(wait_ms):  # e.g. evaluating: it cannot stop by itself
+                self.worker.terminate_child()
+                self.worker.wait(10_000)
         self._tasks.shutdown()
 
     def done(self, result: int) -> None:  # Cancel, Finish, Escape, window close
