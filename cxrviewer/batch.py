@@ -257,10 +257,18 @@ def _reason(item) -> str:
 
 def _score_batch(batch, folder, predictor, log, gradcam_root, done_before):
     """One ``PreparedBatch`` -> list of (ScoredRow or None, overlays written, message), in order."""
-    predictions = {}
+    predictions, maps = {}, {}
     if gradcam_root is None and batch.films:
         outputs = predictor.predict_arrays(batch.x)
         predictions = {id(f): predictor.to_prediction(f, o) for f, o in zip(batch.films, outputs)}
+    elif batch.films:
+        # Probabilities and the overlays' Grad-CAM maps from one batched forward pass.
+        from cxrviewer.overlay import choose_findings
+
+        explained = predictor.explain_batch(batch.films, x=batch.x,
+                                            choose=lambda p: choose_findings(p, GRADCAM_TOP_K))
+        for film, (pred, film_maps) in zip(batch.films, explained):
+            predictions[id(film)], maps[id(film)] = pred, film_maps
     results = []
     for item in batch.items:
         rel = relative_path(item.path, folder)
@@ -268,7 +276,8 @@ def _score_batch(batch, folder, predictor, log, gradcam_root, done_before):
             if item.error is not None:
                 results.append((None, 0, f"{rel}: overlay not written: {_reason(item)}"))
                 continue
-            _, written, problem = _explain_and_draw(item, rel, predictor, gradcam_root)
+            written, problem = _draw(item, rel, predictions[id(item.film)], maps[id(item.film)],
+                                     predictor, gradcam_root)
             results.append((None, int(written is not None), problem))
             continue
         if item.error is not None:
@@ -277,12 +286,11 @@ def _score_batch(batch, folder, predictor, log, gradcam_root, done_before):
                             f"{rel}: failed: {_reason(item)}"))
             continue
         overlay, message = None, None
-        if gradcam_root is None:
-            pred = predictions[id(item.film)]
-            warnings = list(pred.warnings)
-        else:
-            pred, overlay, problem = _explain_and_draw(item, rel, predictor, gradcam_root)
-            warnings = list(pred.warnings) + ([problem] if problem else [])
+        pred = predictions[id(item.film)]
+        warnings = list(pred.warnings)
+        if gradcam_root is not None:
+            overlay, problem = _draw(item, rel, pred, maps[id(item.film)], predictor, gradcam_root)
+            warnings += [problem] if problem else []
             message = f"{rel}: {problem}" if problem else None
         status = status_warning(warnings) if warnings else status_ok()
         row = ScoredRow(item.path, rel, status, dict(pred.probabilities), list(pred.calls),
@@ -291,24 +299,21 @@ def _score_batch(batch, folder, predictor, log, gradcam_root, done_before):
     return results
 
 
-def _explain_and_draw(item, rel, predictor, gradcam_root):
-    """Probabilities and Grad-CAM of the top findings (one forward pass) -> overlay PNG.
+def _draw(item, rel, pred, maps, predictor, gradcam_root):
+    """Overlay PNG of a film's mapped findings -> (path or None, problem text or None).
 
-    Returns (Prediction, overlay path or None, problem text or None). The findings mapped
-    are up to ``GRADCAM_TOP_K`` calls (above threshold), most probable first, whatever their
-    rank among all labels; else the most probable label alone.
+    The findings mapped are up to ``GRADCAM_TOP_K`` calls (above threshold), most probable
+    first, whatever their rank among all labels; else the most probable label alone.
     """
-    from cxrviewer.overlay import choose_findings, overlay_path, write_overlay
+    from cxrviewer.overlay import overlay_path, write_overlay
 
-    pred, maps = predictor.explain(item.film, choose=lambda p: choose_findings(p, GRADCAM_TOP_K))
-    chosen = list(maps)
-    findings = [(lab, pred.probabilities[lab], maps[lab], lab in pred.calls) for lab in chosen]
+    findings = [(lab, pred.probabilities[lab], cam, lab in pred.calls) for lab, cam in maps.items()]
     target = overlay_path(gradcam_root, rel)
     try:
         write_overlay(target, item.film.pixels, findings, footer=predictor.identity)
     except OSError as exc:
-        return pred, None, f"Grad-CAM overlay not written ({exc.strerror or exc})"
-    return pred, target, None
+        return None, f"Grad-CAM overlay not written ({exc.strerror or exc})"
+    return target, None
 
 
 # ---- command line --------------------------------------------------------------------

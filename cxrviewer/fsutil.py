@@ -10,6 +10,18 @@ import tempfile
 from pathlib import Path
 
 
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask sets as it reads, racing threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path, suffix: str | None = None):
     """Yield a temp path beside ``target``; on success it replaces ``target`` atomically.
@@ -25,6 +37,13 @@ def atomic_path(target: str | Path, suffix: str | None = None):
     )
     os.close(fd)
     tmp_path = Path(tmp)
+    # mkstemp makes the file private (0600); the result is an ordinary user file, so give it
+    # the mode a plain open() would (0666 less the umask), or keep the mode of the file it replaces.
+    try:
+        mode = target.stat().st_mode & 0o7777 if target.exists() else 0o666 & ~_umask()
+        os.chmod(tmp_path, mode)
+    except OSError:
+        pass
     try:
         yield tmp_path
         os.replace(tmp_path, target)

@@ -148,7 +148,7 @@ class GradCamEngine:
 
         @tf.function(
             input_signature=[
-                tf.TensorSpec([1, input_size, input_size, channels], tf.float32),
+                tf.TensorSpec([None, input_size, input_size, channels], tf.float32),
                 tf.TensorSpec([None], tf.int32),
             ],
             reduce_retracing=True,
@@ -157,17 +157,19 @@ class GradCamEngine:
             tape, acts, head = forward(x)
             with tape:
                 z, probs = scores_and_probs(head)
-                selected = tf.gather(z[0], class_idx)
-            # d selected_k / d acts for every requested class at once: (k, 1, h, w, C).
+                # Summed over the batch: in inference mode films do not interact, so the
+                # gradient of the sum with respect to film n's activations is film n's own.
+                selected = tf.reduce_sum(tf.gather(z, class_idx, axis=1), axis=0)
+            # d selected_k / d acts for every requested class at once: (k, n, h, w, C).
             jac = tf.cast(tape.jacobian(selected, acts), tf.float32)
-            weights = tf.reduce_mean(jac, axis=[2, 3])[:, 0, :]  # (k, C)
-            cams = tf.nn.relu(tf.einsum("kc,hwc->khw", weights, tf.cast(acts[0], tf.float32)))
-            return probs[0], cams
+            weights = tf.reduce_mean(jac, axis=[2, 3])  # (k, n, C)
+            cams = tf.nn.relu(tf.einsum("knc,nhwc->nkhw", weights, tf.cast(acts, tf.float32)))
+            return probs, cams
 
         self._run = run
 
     def __call__(self, x: np.ndarray, class_idx) -> tuple[np.ndarray, np.ndarray]:
-        """x: (1, size, size, channels) -> (probabilities (n_outputs,), maps (k, h, w) >= 0)."""
+        """x: (n, size, size, channels) -> (probabilities (n, n_outputs), maps (n, k, h, w) >= 0)."""
         import tensorflow as tf
 
         idx = tf.constant(np.asarray(class_idx, dtype=np.int32).reshape(-1))

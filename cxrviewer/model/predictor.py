@@ -199,26 +199,46 @@ class Predictor:
         probabilities are known (e.g. every call, whatever its rank).
         Returns (Prediction, {label: float32 map in 0..1 with the film's shape}).
         """
+        return self.explain_batch([film], labels=labels, top_k=top_k, choose=choose)[0]
+
+    def explain_batch(self, films, x: np.ndarray | None = None, labels: Sequence[str] | None = None,
+                      top_k: int = 3, choose=None) -> list[tuple[Prediction, dict[str, np.ndarray]]]:
+        """``explain`` for several films in one batched forward pass (batch scoring with maps).
+
+        x: the films' prepared inputs when the caller already has them (decode workers).
+        Maps on the model grid are computed for every candidate label (cheap: behind
+        DenseNet's last block only pooling and the output layer are differentiated); only
+        the chosen ones are upsampled to film size.
+        """
         from cxrviewer.model.gradcam import to_film
 
+        films = list(films)
+        if not films:
+            return []
         wanted = list(self._active) if labels is None else list(labels)
         idx = self._label_indices(wanted)
-        if not idx or top_k <= 0 and labels is None:
-            return self.predict([film])[0], {}
-        x = self.prepare(film)[None]
-        with self._lock:
-            probs, cams = self._engine()(x, idx)
-        prediction = self.to_prediction(film, probs)
-        if labels is None and choose is not None:
-            chosen = list(choose(prediction))
-        elif labels is None:
-            chosen = [lab for lab, _ in prediction.top(top_k)]
-        else:
-            chosen = wanted
-        shape = _pixels_of(film).shape[:2]
-        crop = self.card.preprocess.crop
-        maps = {lab: to_film(cams[wanted.index(lab)], shape, crop) for lab in chosen}
-        return prediction, maps
+        if not idx or (top_k <= 0 and labels is None and choose is None):
+            return [(p, {}) for p in self.predict(films)]
+        if x is None:
+            x = np.stack([self.prepare(f) for f in films])
+        results = []
+        for start in range(0, len(films), self.max_batch):
+            chunk = slice(start, start + self.max_batch)
+            with self._lock:
+                probs, cams = self._engine()(np.asarray(x[chunk], dtype=np.float32), idx)
+            for film, p_row, film_cams in zip(films[chunk], probs, cams):
+                prediction = self.to_prediction(film, p_row)
+                if labels is not None:
+                    chosen = wanted
+                elif choose is not None:
+                    chosen = list(choose(prediction))
+                else:
+                    chosen = [lab for lab, _ in prediction.top(top_k)]
+                shape = _pixels_of(film).shape[:2]
+                crop = self.card.preprocess.crop
+                results.append((prediction, {lab: to_film(film_cams[wanted.index(lab)], shape, crop)
+                                             for lab in chosen}))
+        return results
 
     def warm_up(self, gradcam: bool = True) -> None:
         """Trace the compiled functions now (seconds for DenseNet121) rather than on the

@@ -9,6 +9,8 @@ right place in film coordinates.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -168,6 +170,27 @@ def test_explain_choose_maps_labels_picked_after_the_forward_pass(tiny_predictor
     assert list(maps) == [last] and maps[last].shape == film.pixels.shape
     assert seen and seen[0].probabilities == pytest.approx(plain.probabilities, abs=1e-5)
     np.testing.assert_allclose(tiny_predictor.gradcam(film, last), maps[last], atol=1e-5)
+
+
+def test_explain_batch_equals_explain_film_by_film(tiny_predictor, nih_films):
+    """One batched pass gives each film its own maps: no film's gradient leaks into another's."""
+    import cv2
+
+    films = list(nih_films[:3])
+    # A non-square film in the same batch: maps come back in each film's own shape.
+    films[1] = dataclasses.replace(films[1], pixels=np.ascontiguousarray(films[1].pixels[:, :700]))
+    batched = tiny_predictor.explain_batch(films, labels=["Effusion", "Mass"])
+    assert len(batched) == 3
+    for film, (pred, maps) in zip(films, batched):
+        single_pred, single_maps = tiny_predictor.explain(film, ["Effusion", "Mass"])
+        assert pred.probabilities == pytest.approx(single_pred.probabilities, abs=1e-5)
+        for lab in ("Effusion", "Mass"):
+            assert maps[lab].shape == film.pixels.shape
+            np.testing.assert_allclose(maps[lab], single_maps[lab], atol=1e-4)
+    # Different films give different maps (the batch is not one film repeated).
+    a = cv2.resize(batched[0][1]["Mass"], (64, 64))
+    b = cv2.resize(batched[2][1]["Mass"], (64, 64))
+    assert np.abs(a - b).max() > 1e-3
 
 
 def test_explain_on_densenet121(tmp_path, nih_films):
