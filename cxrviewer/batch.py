@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
 from cxrviewer import NOT_FOR_DIAGNOSIS
 from cxrviewer.progress import ProgressPrinter, RateMeter, format_duration

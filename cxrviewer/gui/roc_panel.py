@@ -16,22 +16,18 @@ from PySide6.QtWidgets import (
     QLabel,
     QSplitter,
     QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from cxrviewer import NOT_FOR_DIAGNOSIS
+from cxrviewer.gui.tables import fmt_number, set_class_row
 
 # Okabe-Ito and friends: distinguishable on a dark background and for colour-blind readers.
 PALETTE = ["#56b4e9", "#e69f00", "#009e73", "#f0e442", "#0072b2", "#d55e00", "#cc79a7",
            "#9ad0f5", "#ffcf70", "#6fd3b4", "#c9c9c9", "#ff9a7a", "#b99be8", "#7fd65f"]
 ALL = "All classes"
 COLUMNS = ["Finding", "Positives", "Negatives", "AUROC", "95% CI", "Threshold", "Sensitivity", "Specificity"]
-
-
-def _fmt(x, digits: int = 3) -> str:
-    return "—" if x is None else f"{x:.{digits}f}"
 
 
 def auroc_text(c) -> str:
@@ -167,15 +163,9 @@ class RocPanel(QWidget):
             ci = (f"{c.ci_low:.3f}–{c.ci_high:.3f}" if c.ci_low is not None and c.ci_high is not None
                   else (c.ci_note and "too few cases" or "—"))
             cells = [c.label.replace("_", " "), str(c.n_positive), str(c.n_negative),
-                     _fmt(c.auroc) if c.estimable else "not estimable", ci if c.estimable else "—",
-                     _fmt(c.threshold), _fmt(c.sensitivity), _fmt(c.specificity)]
-            for col, text in enumerate(cells):
-                item = QTableWidgetItem(text)
-                if col:
-                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                if not c.estimable:
-                    item.setToolTip(c.reason or "")
-                self.table.setItem(r, col, item)
+                     fmt_number(c.auroc) if c.estimable else "not estimable", ci if c.estimable else "—",
+                     fmt_number(c.threshold), fmt_number(c.sensitivity), fmt_number(c.specificity)]
+            set_class_row(self.table, r, cells, c)
 
     def _table_selected(self) -> None:
         rows = {ix.row() for ix in self.table.selectedIndexes()}

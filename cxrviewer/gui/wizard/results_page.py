@@ -17,22 +17,18 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSplitter,
     QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
     QWizardPage,
 )
 
+from cxrviewer.gui.tables import fmt_number, set_class_row
 from cxrviewer.gui.wizard.plan import safe_name
 from cxrviewer.gui.wizard.widgets import PathField
 from cxrviewer.model.card import card_path_for
 
 OPS_COLUMNS = ["Finding", "Threshold", "TP", "FP", "FN", "TN", "Sensitivity", "Specificity", "Precision", "F1"]
 REPORTS = [("Validation split (thresholds chosen here)", "validation"), ("Test split (at those thresholds)", "test")]
-
-
-def _fmt(x, digits: int = 3) -> str:
-    return "—" if x is None else (str(x) if isinstance(x, int) else f"{x:.{digits}f}")
 
 
 class ResultsPage(QWizardPage):
@@ -128,7 +124,7 @@ class ResultsPage(QWizardPage):
         self.summary.setText(
             f"<b>{card.name}</b> — {t.get('epochs')} epochs ({t.get('stopped')}), weights of epoch "
             f"{t.get('best_epoch')} (best validation AUROC); {t.get('images'):,} films of {t.get('patients'):,} "
-            f"patients ({t.get('split')}). Mean AUROC: validation <b>{_fmt(val)}</b>, test <b>{_fmt(test)}</b>."
+            f"patients ({t.get('split')}). Mean AUROC: validation <b>{fmt_number(val)}</b>, test <b>{fmt_number(test)}</b>."
             f"{untrained}<br>Report files: {o.run_dir / 'report'}<br>"
             f"<span style='color:#ffb4a8'><b>{card.intended_use}</b></span>")
         self.report_combo.blockSignals(True)
@@ -154,15 +150,9 @@ class ResultsPage(QWizardPage):
             self.roc.show_report(report)
         self.ops.setRowCount(len(report.classes))
         for r, c in enumerate(report.classes):
-            cells = [c.label.replace("_", " "), _fmt(c.threshold), _fmt(c.tp), _fmt(c.fp), _fmt(c.fn), _fmt(c.tn),
-                     _fmt(c.sensitivity), _fmt(c.specificity), _fmt(c.precision), _fmt(c.f1)]
-            for col, text in enumerate(cells):
-                item = QTableWidgetItem(text)
-                if col:
-                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                if not c.estimable:
-                    item.setToolTip(c.reason or "")
-                self.ops.setItem(r, col, item)
+            cells = [c.label.replace("_", " "), fmt_number(c.threshold), fmt_number(c.tp), fmt_number(c.fp), fmt_number(c.fn), fmt_number(c.tn),
+                     fmt_number(c.sensitivity), fmt_number(c.specificity), fmt_number(c.precision), fmt_number(c.f1)]
+            set_class_row(self.ops, r, cells, c)
         mc = report.multiclass
         if mc is not None:
             head = "true \\ called: " + " | ".join(mc.labels)
