@@ -32,9 +32,8 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from benchmarks.gui import _stall, _wait, _window  # noqa: E402  - the viewer benchmark's method
+from benchmarks.gui import DATA, _stall, _wait, _window  # noqa: E402  - the viewer benchmark's method
 
-DATA = Path(os.environ.get("CXR_DATA", REPO.parent / "shared" / "data"))
 NIH_CSV = DATA / "nih" / "Data_Entry_2017_v2020.csv.gz"
 THUMBS = DATA / "nih" / "thumbs64"
 LABELS = ["Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Pneumothorax"]

@@ -66,12 +66,7 @@ class EtaEstimator:
 
     def seed(self, logs: dict) -> None:
         """Rates from an epoch finished before (a resumed run's checkpoint history)."""
-        if logs.get("step_seconds"):
-            self.step_seconds = float(logs["step_seconds"])
-        if logs.get("val_seconds") is not None:
-            self.val_seconds = float(logs["val_seconds"])
-        if logs.get("steps"):
-            self.steps = int(logs["steps"])
+        self._take_rates(logs)
         self.epoch = max(self.epoch, int(logs.get("epoch", 0)))
 
     # ---- events ----------------------------------------------------------------------
@@ -99,6 +94,10 @@ class EtaEstimator:
         self.epoch = int(epoch)
         self.phase_done += 1
         self.step = 0
+        self._take_rates(logs)
+
+    def _take_rates(self, logs: dict) -> None:
+        """Batch time, validation time and batches per epoch from an epoch's logs."""
         if logs.get("step_seconds"):
             self.step_seconds = float(logs["step_seconds"])
         if logs.get("val_seconds") is not None:
